@@ -1,0 +1,136 @@
+"""Request parsing and response writing shared by every route module."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import BadRequest, Unprocessable
+from orchestrator.ids import iso, parse_iso
+from orchestrator.store.paging import Page, PageRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json")
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)
+
+
+def validation_error(exc: ValidationError, where: str = "body") -> Unprocessable:
+    errors = [
+        {"loc": [where, *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_context=False)
+    ]
+    first = errors[0] if errors else {"loc": [where], "msg": "invalid"}
+    return Unprocessable(f"Invalid request: {'.'.join(first['loc'])}: {first['msg']}", details={"errors": errors})
+
+
+async def raw_json(request: web.Request) -> Any:
+    """The JSON body, `{}` for an empty one (the SDK sends Content-Type on bodyless POSTs)."""
+    data = await request.read()
+    if not data.strip():
+        return {}
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"Malformed JSON body: {exc}", code="invalid_json") from exc
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    raw = await raw_json(request)
+    if not isinstance(raw, dict):
+        raise Unprocessable("The JSON body must be an object", details={"errors": [
+            {"loc": ["body"], "msg": "expected an object", "type": "dict_type"}]})
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def lenient_enum(value: str | None) -> str | None:
+    """`ExperimentRunMetricsView.BY_TARGET` (an enum member rendered by Python) → `by_target`."""
+    if value is None:
+        return None
+    if "." in value and value.split(".", 1)[0][:1].isupper():
+        return value.rsplit(".", 1)[1].lower()
+    return value
+
+
+def q(request: web.Request, name: str, default: str | None = None) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    return lenient_enum(value)
+
+
+def q_required(request: web.Request, name: str) -> str:
+    value = q(request, name)
+    if value is None:
+        raise Unprocessable(f"Query parameter `{name}` is required", details={"errors": [
+            {"loc": ["query", name], "msg": "Field required", "type": "missing"}]})
+    return value
+
+
+def q_list(request: web.Request, name: str) -> list[str]:
+    """Repeated keys (`?statuses=a&statuses=b`) and comma-joined values (seed era) both work."""
+    out: list[str] = []
+    for raw in request.query.getall(name, []):
+        out += [v for v in (lenient_enum(p.strip()) for p in raw.split(",")) if v]
+    return out
+
+
+def q_int(request: web.Request, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise Unprocessable(f"Query parameter `{name}` must be an integer", details={"errors": [
+            {"loc": ["query", name], "msg": "Input should be a valid integer", "type": "int_parsing"}]}) from exc
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise Unprocessable(f"Query parameter `{name}` must be between {lo} and {hi}", details={"errors": [
+            {"loc": ["query", name], "msg": f"must be between {lo} and {hi}", "type": "range"}]})
+    return value
+
+
+def q_bool(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return default
+    return raw.lower() in ("1", "true", "yes", "on")
+
+
+def q_date(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return iso(parse_iso(raw))
+    except ValueError as exc:
+        raise Unprocessable(f"Query parameter `{name}` is not an ISO-8601 date or datetime", details={"errors": [
+            {"loc": ["query", name], "msg": "invalid datetime", "type": "datetime_parsing"}]}) from exc
+
+
+def page_request(request: web.Request, default_limit: int = 50, default_order: str = "desc") -> PageRequest:
+    order = q(request, "order", default_order)
+    if order not in ("asc", "desc"):
+        raise Unprocessable("`order` must be asc or desc", details={"errors": [
+            {"loc": ["query", "order"], "msg": "must be asc or desc", "type": "enum"}]})
+    before, after = q(request, "before"), q(request, "after")
+    if before and after:
+        raise BadRequest("Pass either `before` or `after`, not both.", code="invalid_cursor")
+    return PageRequest(limit=q_int(request, "limit", default_limit, 1, 1000), order=order,  # type: ignore[arg-type]
+                       before=before, after=after)
+
+
+def page_json(page: Page, items: list[Any]) -> dict[str, Any]:
+    return {"data": items, "list_metadata": {"before": page.before, "after": page.after}}

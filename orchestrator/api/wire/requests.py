@@ -1,0 +1,292 @@
+"""Request bodies, validated with pydantic. These models also generate /v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+BLOCK_TYPES = (
+    "start_document", "start_json", "note", "parse", "edit", "extract", "split", "classifier", "conditional",
+    "api_call", "function", "while_loop", "for_each", "merge_dicts",
+)
+BlockTypeName = Literal[
+    "start_document", "start_json", "note", "parse", "edit", "extract", "split", "classifier", "conditional",
+    "api_call", "function", "while_loop", "for_each", "merge_dicts",
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CreateWorkflow(Body):
+    name: str = "Untitled Workflow"
+    description: str = ""
+    project_id: str | None = None
+
+
+class UpdateWorkflow(Body):
+    name: str | None = None
+    description: str | None = None
+
+
+class PublishWorkflow(Body):
+    description: str = ""
+
+
+class Category(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str = ""
+    handle_key: str | None = None
+
+
+class Subdocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    description: str = ""
+    allow_multiple_instances: bool = False
+    handle_key: str | None = None
+
+
+class BlockConfig(BaseModel):
+    """The config fields the runner reads; unknown keys are kept (the SDK types config as free-form)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    json_schema: dict[str, Any] | None = None
+    instructions: str | None = None
+    prompt: str | None = None
+    categories: list[Category] | None = None
+    subdocuments: list[Subdocument] | None = None
+    n_consensus: Annotated[int, Field(ge=1, le=15)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    simulation: dict[str, Any] | None = None
+
+
+class CreateBlock(Body):
+    workflow_id: str
+    type: BlockTypeName
+    id: str | None = None
+    label: str = ""
+    position_x: float = 0
+    position_y: float = 0
+    width: float | None = None
+    height: float | None = None
+    config: dict[str, Any] | None = None
+    parent_id: str | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _lenient(cls, v: Any) -> Any:
+        if isinstance(v, str) and "." in v:
+            return v.rsplit(".", 1)[1].lower()
+        return v
+
+
+class UpdateBlock(Body):
+    label: str | None = None
+    position_x: float | None = None
+    position_y: float | None = None
+    width: float | None = None
+    height: float | None = None
+    config: dict[str, Any] | None = None
+    parent_id: str | None = None
+    config_mode: Literal["merge", "replace"] | None = None
+    type: str | None = None
+
+
+class ValidateBlockConfig(Body):
+    config: dict[str, Any]
+    config_mode: Literal["merge", "replace"] = "replace"
+
+
+class CreateEdge(Body):
+    workflow_id: str
+    source_block: str
+    target_block: str
+    id: str | None = None
+    source_handle: str | None = None
+    target_handle: str | None = None
+
+
+class CreateUpload(Body):
+    filename: Annotated[str, Field(min_length=1)]
+    size_bytes: Annotated[int, Field(ge=0)]
+    content_type: str | None = None
+    sha256: str | None = None
+
+
+class CompleteUpload(Body):
+    sha256: str | None = None
+
+
+class FileRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    original_id: str | None = None
+    filename: str = ""
+    mime_type: str = "application/octet-stream"
+
+    @model_validator(mode="after")
+    def _has_id(self) -> FileRef:
+        if not (self.id or self.original_id):
+            raise ValueError("a file reference needs `id`")
+        return self
+
+
+class FileHandleInput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["file"] = "file"
+    document: FileRef
+
+
+class JsonHandleInput(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["json"] = "json"
+    data: Any = None
+
+
+HandleInput = Annotated[FileHandleInput | JsonHandleInput, Field(union_mode="left_to_right")]
+
+
+class BlockTarget(Body):
+    type: Literal["block"] = "block"
+    block_id: str
+
+
+class ManualSource(Body):
+    type: Literal["manual"] = "manual"
+    handle_inputs: dict[str, HandleInput] = Field(default_factory=dict)
+
+
+class RunStepSource(Body):
+    type: Literal["run_step"]
+    run_id: str
+    step_id: str | None = None
+
+
+Source = Annotated[ManualSource | RunStepSource, Field(discriminator="type")]
+
+
+class CreateCheck(Body):
+    workflow_id: str
+    target: BlockTarget
+    source: Source
+    assertion: dict[str, Any]
+    name: str | None = None
+
+
+class CreateCheckNested(Body):
+    """Seed-era `POST /v1/workflows/{workflow_id}/tests`: the workflow comes from the path."""
+
+    target: BlockTarget
+    source: Source
+    assertion: dict[str, Any]
+    name: str | None = None
+
+
+class UpdateCheck(Body):
+    name: str | None = None
+    assertion: dict[str, Any] | None = None
+    source: Source | None = None
+
+
+class ScopeSingle(Body):
+    type: Literal["single"]
+    eval_id: str | None = None
+    test_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_id(self) -> ScopeSingle:
+        if not (self.eval_id or self.test_id):
+            raise ValueError("scope single needs `eval_id`")
+        return self
+
+
+class ScopeBlock(Body):
+    type: Literal["block"]
+    block_id: str
+
+
+class ScopeWorkflow(Body):
+    type: Literal["workflow"]
+
+
+Scope = Annotated[ScopeSingle | ScopeBlock | ScopeWorkflow, Field(discriminator="type")]
+Consensus = Literal[3, 5, 7]
+
+
+class CreateEvalRun(Body):
+    workflow_id: str
+    scope: Scope | None = None
+    # 0.0.142-era flat test-run bodies
+    test_id: str | None = None
+    target: BlockTarget | None = None
+    n_consensus: Consensus | None = None
+
+
+class CreateTestRunNested(Body):
+    """Seed-era `POST /v1/workflows/{workflow_id}/tests/runs`: at most one of test_id / target."""
+
+    test_id: str | None = None
+    target: BlockTarget | None = None
+    n_consensus: Consensus | None = None
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> CreateTestRunNested:
+        if self.test_id and self.target:
+            raise ValueError("pass at most one of `test_id` and `target`")
+        return self
+
+
+class ExperimentDocument(Body):
+    handle_inputs: dict[str, HandleInput]
+    provenance: dict[str, Any] | None = None
+
+
+class DocumentCapture(Body):
+    run_id: str
+    step_id: str | None = None
+
+
+class CreateExperiment(Body):
+    workflow_id: str
+    block_id: str | None = None
+    name: str | None = None
+    n_consensus: Consensus | None = None
+    documents: list[ExperimentDocument] | None = None
+    document_captures: list[DocumentCapture] | None = None
+    source_experiment_id: str | None = None
+
+    @model_validator(mode="after")
+    def _modes(self) -> CreateExperiment:
+        if self.source_experiment_id:
+            extra = [k for k in ("block_id", "name", "n_consensus", "documents", "document_captures")
+                     if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"a duplicate takes only workflow_id and source_experiment_id, not {extra}")
+        elif not self.block_id:
+            raise ValueError("`block_id` is required unless `source_experiment_id` is given")
+        return self
+
+
+class UpdateExperiment(Body):
+    name: str | None = None
+    n_consensus: Consensus | None = None
+    documents: list[ExperimentDocument] | None = None
+    document_captures: list[DocumentCapture] | None = None
+
+
+class CreateExperimentRun(Body):
+    experiment_id: str
+    workflow_id: str | None = None
+    plan_token: str | None = None
+
+
+ALL_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    CreateWorkflow, UpdateWorkflow, CreateBlock, UpdateBlock, ValidateBlockConfig, CreateEdge, CreateUpload,
+    CompleteUpload, CreateCheck, UpdateCheck, CreateEvalRun, CreateTestRunNested, CreateExperiment,
+    UpdateExperiment, CreateExperimentRun, BlockConfig,
+)

@@ -1,0 +1,34 @@
+"""Command line: serve (and more commands as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from orchestrator import settings as settings_mod
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestrator", description="Local Retab-compatible workflow run engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="start the server", description="Start the HTTP server.")
+    settings_mod.add_arguments(serve_p)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from orchestrator.serve import ensure_key, serve
+
+        try:
+            cfg = ensure_key(settings_mod.from_sources(args))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            asyncio.run(serve(cfg))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    return 1

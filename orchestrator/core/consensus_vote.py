@@ -1,0 +1,216 @@
+"""Scalar voting and value similarity for the consensus engine (spec §4.3/§4.4).
+
+Every function here is a function of the *multiset* of votes: iteration happens over sorted distinct
+values and float sums use ``math.fsum`` (exactly rounded), so the result never depends on pass order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from rapidfuzz.distance import Levenshtein
+
+NUMBER_REL_TOL = 0.03
+STRING_SIM_THRESHOLD = 0.9
+_MAX_DECIMALS = 10
+
+_PUNCT = re.compile(r"[^\w\s]|_")
+_SPACES = re.compile(r"\s+")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "other"
+
+
+def numbers_close(a: float, b: float) -> bool:
+    return abs(a - b) <= NUMBER_REL_TOL * max(abs(a), abs(b))
+
+
+@lru_cache(maxsize=8192)
+def normalise_text(text: str) -> str:
+    """Case-folded, punctuation stripped, whitespace collapsed ("Acme Inc." → "acme inc")."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return _SPACES.sub(" ", _PUNCT.sub("", folded)).strip()
+
+
+@lru_cache(maxsize=8192)
+def _views(text: str) -> tuple[str, ...]:
+    norm = normalise_text(text)
+    sorted_tokens = " ".join(sorted(norm.split()))
+    # Derived views of punctuation-only strings are empty and would make "!!" equal "??".
+    return (text, text.casefold(), norm or "\0" + text, sorted_tokens or "\0" + text)
+
+
+@lru_cache(maxsize=8192)
+def strings_agree(a: str, b: str) -> bool:
+    if any(x == y for x, y in zip(_views(a), _views(b), strict=True)):
+        return True
+    na, nb = normalise_text(a), normalise_text(b)
+    return bool(na and nb) and Levenshtein.normalized_similarity(na, nb) >= STRING_SIM_THRESHOLD
+
+
+def string_similarity(a: str, b: str) -> float:
+    if strings_agree(a, b):
+        return 1.0
+    return float(Levenshtein.normalized_similarity(normalise_text(a), normalise_text(b)))
+
+
+def similarity(a: Any, b: Any) -> float:
+    """Similarity in [0,1] of two JSON values, used to pair list items that share no key."""
+    ka, kb = kind_of(a), kind_of(b)
+    if ka != kb:
+        return 0.0
+    if ka == "none":
+        return 1.0
+    if ka == "number":
+        if numbers_close(a, b):
+            return 1.0
+        fa, fb = float(a), float(b)
+        return max(0.0, 1.0 - abs(fa - fb) / max(abs(fa), abs(fb)))
+    if ka == "string":
+        return string_similarity(a, b)
+    if ka == "object":
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) is not None or b.get(k) is not None)
+        if not keys:
+            return 1.0
+        return math.fsum(similarity(a.get(k), b.get(k)) for k in keys) / len(keys)
+    if ka == "array":
+        sa, sb = {canonical_json(x) for x in a}, {canonical_json(x) for x in b}
+        union = sa | sb
+        return len(sa & sb) / len(union) if union else 1.0
+    return 1.0 if canonical_json(a) == canonical_json(b) else 0.0
+
+
+def _decimals(value: float) -> int:
+    exponent = Decimal(repr(value)).as_tuple().exponent
+    return min(_MAX_DECIMALS, -exponent) if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def _exact_representative(members: Sequence[int | float]) -> int | float:
+    """One value standing for several equal numbers (5 and 5.0 → 5.0; only ints → int)."""
+    if all(isinstance(m, int) for m in members):
+        return members[0]
+    return float(members[0])
+
+
+def vote_numbers(values: Sequence[int | float]) -> tuple[int | float, int]:
+    """Return (consensus, support) for non-empty numeric votes.
+
+    Decision (brief + issue): exactly-equal values are grouped first, and if one exact group holds a
+    strict majority of the numeric votes it wins as is, so [1234.56, 1234.56, 1243.56] gives 1234.56
+    with support 2 although the outlier is within the 3 % tolerance. Only without an exact majority are
+    numbers clustered with the 3 % rule: star clusters around each distinct value, the largest wins
+    (ties: smaller spread, then smaller centre), and the value is the cluster mean rounded to the
+    most decimals among its members (ints stay ints); a cluster of equal values returns that value.
+    """
+    groups: dict[float, list[int | float]] = {}
+    for v in values:
+        groups.setdefault(float(v), []).append(v)
+    best_exact = max(sorted(groups), key=lambda k: len(groups[k]))
+    if 2 * len(groups[best_exact]) > len(values):
+        return _exact_representative(groups[best_exact]), len(groups[best_exact])
+
+    best: tuple[int, float, float] | None = None
+    best_members: list[int | float] = []
+    for centre in sorted(groups):
+        members = [v for k in sorted(groups) if numbers_close(k, centre) for v in groups[k]]
+        keyed = (-len(members), max(members) - min(members), centre)
+        if best is None or keyed < best:
+            best, best_members = keyed, members
+    if len({float(m) for m in best_members}) == 1:
+        return _exact_representative(best_members), len(best_members)
+    mean = math.fsum(float(m) for m in best_members) / len(best_members)
+    if all(isinstance(m, int) for m in best_members):
+        return round(mean), len(best_members)
+    return round(mean, max(_decimals(float(m)) for m in best_members)), len(best_members)
+
+
+def vote_strings(values: Sequence[str]) -> tuple[str, int]:
+    """Largest cluster of agreeing strings (views or Levenshtein ≥ 0.9), then its medoid."""
+    counts = sorted(Counter(values).items())
+    best: tuple[int, float, str] | None = None
+    best_members: list[tuple[str, int]] = []
+    for centre, _ in counts:
+        members = [(s, c) for s, c in counts if strings_agree(centre, s)]
+        cohesion = math.fsum(c * Levenshtein.normalized_similarity(centre, s) for s, c in members)
+        keyed = (-sum(c for _, c in members), -cohesion, centre)
+        if best is None or keyed < best:
+            best, best_members = keyed, members
+    assert best is not None
+
+    def medoid_key(candidate: tuple[str, int]) -> tuple[float, int, str]:
+        text, count = candidate
+        total = math.fsum(c * Levenshtein.normalized_similarity(text, s) for s, c in best_members)
+        return (-total, -count, text)
+
+    return min(best_members, key=medoid_key)[0], -best[0]
+
+
+def vote_bools(values: Sequence[bool]) -> tuple[bool, int]:
+    trues = sum(1 for v in values if v)
+    falses = len(values) - trues
+    # A tie has no pass-order-free winner; False is the conservative reading of an unconfirmed claim.
+    return (True, trues) if trues > falses else (False, falses)
+
+
+def vote_canonical(values: Sequence[Any]) -> tuple[Any, int]:
+    """Mixed types (or objects/lists voted as a whole): exact grouping by canonical JSON."""
+    groups: dict[str, list[Any]] = {}
+    for v in values:
+        groups.setdefault(canonical_json(v), []).append(v)
+    key = min(groups, key=lambda k: (-len(groups[k]), k))
+    return groups[key][0], len(groups[key])
+
+
+def vote_leaf(values: Sequence[Any]) -> tuple[Any, int]:
+    """Vote over the values of the voters present at this leaf (``None`` = present but empty).
+
+    Returns (consensus, supporting voter count). The None group wins only when strictly larger than
+    the best value cluster (the spec's "prefer the number on a tie", applied to every type).
+    """
+    present = [v for v in values if v is not None]
+    none_count = len(values) - len(present)
+    if not present:
+        return None, none_count
+    kinds = {kind_of(v) for v in present}
+    value: Any
+    if kinds == {"bool"}:
+        value, support = vote_bools(present)
+    elif kinds == {"number"}:
+        value, support = vote_numbers(present)
+    elif kinds == {"string"}:
+        value, support = vote_strings(present)
+    else:
+        value, support = vote_canonical(present)
+    if none_count > support:
+        return None, none_count
+    return value, support
+

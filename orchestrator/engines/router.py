@@ -1,0 +1,289 @@
+"""Model name → engine, configured by a TOML "models file" (`--models FILE` / `ORCHESTRATOR_MODELS`).
+
+```toml
+[[routes]]
+match = "gpt-4o*"                 # fnmatch pattern (case-sensitive) on the block's `model`
+engine = "openai"                 # openai | python | simulated
+base_url = "https://api.openai.com/v1"   # openai only, required: the server's /v1 root
+api_key_env = "OPENAI_API_KEY"    # the NAME of the env var; the key itself never goes in the file
+max_concurrency = 16              # calls in flight on this route (default 8)
+requests_per_minute = 500         # optional provider limits, shared by every run on this route
+tokens_per_minute = 200000
+model = "gpt-4o-mini"             # optional: model name sent to the provider (default: the block's)
+timeout_s = 120                   # one call's timeout (default 120)
+structured_outputs = "auto"       # auto | json_schema | json_object (default auto)
+
+[[routes]]
+match = "local-*"                 # e.g. Ollama: no api_key_env, no Authorization header
+engine = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+model = "llama3.1"
+
+[[routes]]
+match = "invoice-rules"           # a python route: `model` names the function to call
+engine = "python"
+model = "python:my_pkg.rules:extract"
+```
+
+Routes are tried in file order, the first match wins. After them come the built-in routes,
+always present: `simulated*` and `retab-*` → simulated (Retab-hosted models cannot be served
+locally; the spec's walkthrough uses `retab-small`), and `python:*` → python. A file route can
+shadow a built-in one (e.g. send `retab-small` to a real model) because it is tried first.
+
+Each route owns one engine instance, created on first use and reused, so a route's concurrency
+and rate limits are shared by every run. A missing api key env var is not an error: the engine
+then sends no Authorization header, which is what local servers expect.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.engines.base import Engine, EngineError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("openai", "python", "simulated")
+_KEYS = {
+    "match",
+    "engine",
+    "base_url",
+    "api_key_env",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "model",
+    "timeout_s",
+    "structured_outputs",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    match: str
+    engine: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = 8
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    model: str | None = None
+    timeout_s: float = 120.0
+    structured_outputs: str = "auto"
+    builtin: bool = False
+    note: str = ""
+
+
+BUILTIN_ROUTES = (
+    Route("simulated*", "simulated", builtin=True, note="offline deterministic engine"),
+    Route(
+        "retab-*",
+        "simulated",
+        builtin=True,
+        note="Retab-hosted models cannot run locally; simulated unless a models-file route matches first",
+    ),
+    Route("python:*", "python", builtin=True, note="python:package.module:function"),
+)
+
+EngineFactory = Callable[[Route, Mapping[str, str]], Engine]
+
+
+def _build_openai(route: Route, environ: Mapping[str, str]) -> Engine:
+    from orchestrator.engines.openai import OpenAIEngine
+
+    api_key = environ.get(route.api_key_env) if route.api_key_env else None
+    return OpenAIEngine(
+        base_url=route.base_url or "",
+        api_key=api_key or None,
+        model_override=route.model,
+        max_concurrency=route.max_concurrency,
+        requests_per_minute=route.requests_per_minute,
+        tokens_per_minute=route.tokens_per_minute,
+        timeout_s=route.timeout_s,
+        structured_outputs=route.structured_outputs,  # type: ignore[arg-type]  # validated in _route
+    )
+
+
+def _build_python(route: Route, environ: Mapping[str, str]) -> Engine:
+    from orchestrator.engines.python import PythonEngine
+
+    return PythonEngine(function=route.model)
+
+
+def _build_simulated(route: Route, environ: Mapping[str, str]) -> Engine:
+    # Imported here so the router works (and fails clearly) without the simulated engine module.
+    from orchestrator.engines.simulated import SimulatedEngine
+
+    engine: Engine = SimulatedEngine()
+    return engine
+
+
+DEFAULT_FACTORIES: dict[str, EngineFactory] = {
+    "openai": _build_openai,
+    "python": _build_python,
+    "simulated": _build_simulated,
+}
+
+
+def _number(where: str, key: str, value: Any, *, integer: bool = False) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{where}: `{key}` must be a positive number, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{where}: `{key}` must be a positive integer, got {value!r}")
+    return value
+
+
+def _route(index: int, raw: Any, source: str) -> Route:
+    where = f"{source}: routes[{index}]"
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a table")
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KEYS))}")
+    match, engine = raw.get("match"), raw.get("engine")
+    if not isinstance(match, str) or not match:
+        raise ValueError(f"{where}: `match` (a model name pattern) is required")
+    where = f"{source}: route {match!r}"
+    if engine not in ENGINES:
+        raise ValueError(f"{where}: unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    for key in ("base_url", "api_key_env", "model", "structured_outputs"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ValueError(f"{where}: `{key}` must be a string")
+    if engine == "openai" and not raw.get("base_url"):
+        raise ValueError(f"{where}: engine 'openai' needs base_url (e.g. https://api.openai.com/v1)")
+    if raw.get("structured_outputs", "auto") not in ("auto", "json_schema", "json_object"):
+        raise ValueError(f"{where}: structured_outputs must be auto, json_schema or json_object")
+    limits: dict[str, Any] = {}
+    for key in ("requests_per_minute", "tokens_per_minute", "timeout_s"):
+        if key in raw:
+            limits[key] = float(_number(where, key, raw[key]))
+    if "max_concurrency" in raw:
+        limits["max_concurrency"] = _number(where, "max_concurrency", raw["max_concurrency"], integer=True)
+    return Route(
+        match=match,
+        engine=engine,
+        base_url=raw.get("base_url"),
+        api_key_env=raw.get("api_key_env"),
+        model=raw.get("model"),
+        structured_outputs=raw.get("structured_outputs", "auto"),
+        **limits,
+    )
+
+
+def parse_routes(text: str, *, source: str = "models file") -> list[Route]:
+    """The routes of a models file (without the built-ins). Raises ValueError with a readable message."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: invalid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"routes"})
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown top-level key(s) {', '.join(unknown)}; expected [[routes]] tables"
+        )
+    routes = data.get("routes", [])
+    if not isinstance(routes, list):
+        raise ValueError(f"{source}: `routes` must be an array of tables ([[routes]])")
+    return [_route(i, raw, source) for i, raw in enumerate(routes)]
+
+
+class EngineRouter:
+    def __init__(
+        self,
+        routes: list[Route] | tuple[Route, ...] = (),
+        *,
+        environ: Mapping[str, str] | None = None,
+        factories: Mapping[str, EngineFactory] | None = None,
+    ) -> None:
+        self.routes: tuple[Route, ...] = (*routes, *BUILTIN_ROUTES)
+        self._environ = environ
+        self._factories = {**DEFAULT_FACTORIES, **(factories or {})}
+        self._engines: dict[int, Engine] = {}
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path | None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        factories: Mapping[str, EngineFactory] | None = None,
+    ) -> EngineRouter:
+        if not path:
+            return cls(environ=environ, factories=factories)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read models file {str(path)!r}: {exc.strerror or exc}") from None
+        return cls(parse_routes(text, source=str(path)), environ=environ, factories=factories)
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        return os.environ if self._environ is None else self._environ
+
+    def route_for(self, model: str) -> Route | None:
+        index = self._index(model)
+        return None if index is None else self.routes[index]
+
+    def _index(self, model: str) -> int | None:
+        for index, route in enumerate(self.routes):
+            if fnmatch.fnmatchcase(model, route.match):
+                return index
+        return None
+
+    def resolve(self, model: str) -> Engine:
+        index = self._index(model)
+        if index is None:
+            raise EngineError(
+                kind="config",
+                code="model_not_configured",
+                message=(
+                    f"No engine route for model {model!r}. Add a [[routes]] entry to the models file "
+                    f'(--models FILE / ORCHESTRATOR_MODELS), e.g. match = {model!r}, engine = "openai", '
+                    'base_url = "http://127.0.0.1:11434/v1"; built-in routes: simulated*, retab-*, python:*.'
+                ),
+                details={"model": model},
+            )
+        engine = self._engines.get(index)
+        if engine is None:
+            route = self.routes[index]
+            engine = self._factories[route.engine](route, self.environ)
+            self._engines[index] = engine
+        return engine
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The routes in force, for `GET /v1/engines`. Says whether a key is set, never the key."""
+        out = []
+        for route in self.routes:
+            out.append(
+                {
+                    "match": route.match,
+                    "engine": route.engine,
+                    "base_url": route.base_url,
+                    "api_key_env": route.api_key_env,
+                    "api_key_set": bool(route.api_key_env and self.environ.get(route.api_key_env)),
+                    "model": route.model,
+                    "max_concurrency": route.max_concurrency if route.engine == "openai" else None,
+                    "requests_per_minute": route.requests_per_minute,
+                    "tokens_per_minute": route.tokens_per_minute,
+                    "timeout_s": route.timeout_s if route.engine == "openai" else None,
+                    "structured_outputs": route.structured_outputs if route.engine == "openai" else None,
+                    "builtin": route.builtin,
+                    "note": route.note,
+                }
+            )
+        return out
+
+    async def aclose(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        for engine in engines:
+            try:
+                await engine.aclose()
+            except Exception:  # one engine failing to close must not leak the others
+                log.exception("closing engine %s failed", engine.name)

@@ -1,0 +1,61 @@
+"""`orchestrator serve`: start the HTTP server until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator.settings import Settings
+
+
+def ensure_key(settings: Settings) -> Settings:
+    """No key given: create a random one on first start and keep it beside the database."""
+    if settings.api_keys:
+        return settings
+    key_file = Path(settings.db + ".key") if settings.db != ":memory:" else None
+    if key_file and key_file.exists():
+        key = key_file.read_text().strip()
+    else:
+        key = "orch_" + secrets.token_urlsafe(24)
+        if key_file:
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(key + "\n")
+            key_file.chmod(0o600)
+    return settings.replace(api_key=key)
+
+
+async def serve(settings: Settings, *, on_ready: object = None) -> None:
+    from orchestrator.api.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    port = settings.port
+    server = getattr(site, "_server", None)
+    if server is not None and getattr(server, "sockets", None):
+        port = server.sockets[0].getsockname()[1]
+    bound = settings.replace(port=port)
+    from orchestrator.demo import ensure_demo
+
+    if settings.demo:
+        await ensure_demo(app["services"])
+    session_token = app["sessions"].create_login_token() if hasattr(app["sessions"], "create_login_token") else None
+    print(f"orchestrator listening on {bound.base_url}", flush=True)
+    print(f"API key: {settings.api_keys[0]}", flush=True)
+    if session_token:
+        print(f"Open in a browser: {bound.base_url}/?token={session_token}", flush=True)
+    print(f"SDK: RETAB_API_BASE_URL={bound.base_url} RETAB_API_KEY={settings.api_keys[0]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("orchestrator").info("shutting down")
+    await runner.cleanup()

@@ -1,0 +1,94 @@
+"""Every tunable, with its default, env variable and one-line help. Read once at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _opt(default: Any, help: str, env: str | None = None, flag: str | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "env": env, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _opt("127.0.0.1", "address to listen on", "ORCHESTRATOR_HOST")
+    port: int = _opt(8000, "port to listen on (0 = any free port)", "ORCHESTRATOR_PORT")
+    db: str = _opt("./orchestrator.db", "SQLite database file", "ORCHESTRATOR_DB")
+    api_key: str = _opt(
+        "", "API key(s), comma-separated; empty = a random key kept beside the database", "ORCHESTRATOR_API_KEY"
+    )
+    models: str = _opt("", "TOML file routing model names to engines", "ORCHESTRATOR_MODELS")
+    demo: bool = _opt(True, "create the Invoice demo workflow on first start", "ORCHESTRATOR_DEMO")
+    max_concurrency: int = _opt(32, "model passes in flight across all runs", "ORCHESTRATOR_MAX_CONCURRENCY")
+    per_run_concurrency: int = _opt(
+        0, "children in flight per run (0 = no cap beyond max_concurrency)", "ORCHESTRATOR_PER_RUN_CONCURRENCY"
+    )
+    pass_timeout_s: float = _opt(300.0, "timeout of one model pass, seconds", "ORCHESTRATOR_PASS_TIMEOUT")
+    pass_retries: int = _opt(3, "retries of a pass after a transient error", "ORCHESTRATOR_PASS_RETRIES")
+    retry_base_s: float = _opt(0.5, "base delay of the exponential retry backoff, seconds", "ORCHESTRATOR_RETRY_BASE")
+    commit_interval_ms: float = _opt(
+        5.0, "how long finished children may wait to be committed together", "ORCHESTRATOR_COMMIT_INTERVAL_MS"
+    )
+    commit_batch: int = _opt(500, "most children committed in one transaction", "ORCHESTRATOR_COMMIT_BATCH")
+    max_body_bytes: int = _opt(
+        64 * 1024 * 1024, "largest request body accepted (uploads included)", "ORCHESTRATOR_MAX_BODY"
+    )
+    upload_ttl_s: int = _opt(3600, "seconds an upload session stays open", "ORCHESTRATOR_UPLOAD_TTL")
+    feed_buffer: int = _opt(1024, "events buffered per feed subscriber before it is lagged", "ORCHESTRATOR_FEED_BUFFER")
+    feed_ping_s: float = _opt(15.0, "keep-alive interval of SSE and WebSocket feeds", "ORCHESTRATOR_FEED_PING")
+    public_url: str = _opt("", "base URL printed and used in upload links (default http://HOST:PORT)", "ORCHESTRATOR_PUBLIC_URL")
+    log_level: str = _opt("info", "log level: debug, info, warning, error", "ORCHESTRATOR_LOG_LEVEL")
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.api_key.split(",") if k.strip())
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _coerce(kind: Any, raw: str) -> Any:
+    if kind in (bool, "bool"):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind in (int, "int"):
+        return int(raw)
+    if kind in (float, "float"):
+        return float(raw)
+    return raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = f.metadata.get("env")
+        help_text = f"{f.metadata['help']} (default: {f.default!r}{', env ' + env if env else ''})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, help=help_text)
+
+
+def from_sources(args: argparse.Namespace | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, then environment, then command-line flags."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata.get("env")
+        if name and env.get(name) not in (None, ""):
+            values[f.name] = _coerce(f.type, env[name])
+        if args is not None and getattr(args, f.name, None) is not None:
+            raw = getattr(args, f.name)
+            values[f.name] = raw if isinstance(raw, bool) else _coerce(f.type, str(raw))
+    return Settings(**values)
