@@ -39,7 +39,9 @@ class Settings:
     upload_ttl_s: int = _opt(3600, "seconds an upload session stays open", "ORCHESTRATOR_UPLOAD_TTL")
     feed_buffer: int = _opt(1024, "events buffered per feed subscriber before it is lagged", "ORCHESTRATOR_FEED_BUFFER")
     feed_ping_s: float = _opt(15.0, "keep-alive interval of SSE and WebSocket feeds", "ORCHESTRATOR_FEED_PING")
-    public_url: str = _opt("", "base URL printed and used in upload links (default http://HOST:PORT)", "ORCHESTRATOR_PUBLIC_URL")
+    public_url: str = _opt(
+        "", "base URL printed and used in upload links (default http://HOST:PORT)", "ORCHESTRATOR_PUBLIC_URL"
+    )
     log_level: str = _opt("info", "log level: debug, info, warning, error", "ORCHESTRATOR_LOG_LEVEL")
 
     @property

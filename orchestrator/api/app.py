@@ -11,7 +11,8 @@ from orchestrator import __version__
 from orchestrator.api import openapi
 from orchestrator.api.http import json_response
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
-from orchestrator.api.routes import checks, experiments, files, runs, workflows
+from orchestrator.api.routes import checks, experiments, feed, files, runs, workflows
+from orchestrator.api.routes import web as web_routes
 from orchestrator.api.services import Services
 from orchestrator.api.sessions import Sessions
 from orchestrator.engines.router import EngineRouter
@@ -37,24 +38,39 @@ async def openapi_json(request: web.Request) -> web.Response:
 @extra.get("/v1/engines")
 async def engines(request: web.Request) -> web.Response:
     services: Services = request.app["services"]
-    return json_response({"data": services.router.describe(),
-                          "settings": {"max_concurrency": services.settings.max_concurrency,
-                                       "pass_timeout_s": services.settings.pass_timeout_s,
-                                       "pass_retries": services.settings.pass_retries}})
+    return json_response(
+        {
+            "data": services.router.describe(),
+            "settings": {
+                "max_concurrency": services.settings.max_concurrency,
+                "pass_timeout_s": services.settings.pass_timeout_s,
+                "pass_retries": services.settings.pass_retries,
+            },
+        }
+    )
 
 
 def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web.Application:
     keys = settings.api_keys
     if not keys:
         raise ValueError("create_app needs at least one API key (settings.api_key)")
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[envelope_middleware, auth_middleware(keys)])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[envelope_middleware, auth_middleware(keys)]
+    )
     app["settings"] = settings
     app["upload_secret"] = secrets.token_bytes(32)
     app["sessions"] = Sessions(keys[0])
     # Static segments first: /workflows/evals/runs before /workflows/evals/{id} before /workflows/{id}.
-    for table in (extra, runs.routes, experiments.routes, checks.routes, files.routes, *_late_routes(),
-                  workflows.routes):
+    for table in (
+        extra,
+        runs.routes,
+        experiments.routes,
+        checks.routes,
+        files.routes,
+        feed.routes,
+        web_routes.routes,
+        workflows.routes,
+    ):
         app.router.add_routes(table)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -75,21 +91,3 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
 
     app.cleanup_ctx.append(lifecycle)
     return app
-
-
-def _late_routes() -> list[web.RouteTableDef]:
-    """Feed and web routes, registered when their modules exist."""
-    tables = []
-    try:
-        from orchestrator.api.routes import feed
-
-        tables.append(feed.routes)
-    except ImportError:
-        pass
-    try:
-        from orchestrator.api.routes import web as web_routes
-
-        tables.append(web_routes.routes)
-    except ImportError:
-        pass
-    return tables

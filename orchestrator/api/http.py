@@ -16,8 +16,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status, content_type="application/json"
+    )
 
 
 def no_content() -> web.Response:
@@ -47,8 +48,10 @@ async def raw_json(request: web.Request) -> Any:
 async def parse_body(request: web.Request, model: type[M]) -> M:
     raw = await raw_json(request)
     if not isinstance(raw, dict):
-        raise Unprocessable("The JSON body must be an object", details={"errors": [
-            {"loc": ["body"], "msg": "expected an object", "type": "dict_type"}]})
+        raise Unprocessable(
+            "The JSON body must be an object",
+            details={"errors": [{"loc": ["body"], "msg": "expected an object", "type": "dict_type"}]},
+        )
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -74,8 +77,10 @@ def q(request: web.Request, name: str, default: str | None = None) -> str | None
 def q_required(request: web.Request, name: str) -> str:
     value = q(request, name)
     if value is None:
-        raise Unprocessable(f"Query parameter `{name}` is required", details={"errors": [
-            {"loc": ["query", name], "msg": "Field required", "type": "missing"}]})
+        raise Unprocessable(
+            f"Query parameter `{name}` is required",
+            details={"errors": [{"loc": ["query", name], "msg": "Field required", "type": "missing"}]},
+        )
     return value
 
 
@@ -94,11 +99,17 @@ def q_int(request: web.Request, name: str, default: int, lo: int | None = None, 
     try:
         value = int(raw)
     except ValueError as exc:
-        raise Unprocessable(f"Query parameter `{name}` must be an integer", details={"errors": [
-            {"loc": ["query", name], "msg": "Input should be a valid integer", "type": "int_parsing"}]}) from exc
+        raise Unprocessable(
+            f"Query parameter `{name}` must be an integer",
+            details={
+                "errors": [{"loc": ["query", name], "msg": "Input should be a valid integer", "type": "int_parsing"}]
+            },
+        ) from exc
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise Unprocessable(f"Query parameter `{name}` must be between {lo} and {hi}", details={"errors": [
-            {"loc": ["query", name], "msg": f"must be between {lo} and {hi}", "type": "range"}]})
+        raise Unprocessable(
+            f"Query parameter `{name}` must be between {lo} and {hi}",
+            details={"errors": [{"loc": ["query", name], "msg": f"must be between {lo} and {hi}", "type": "range"}]},
+        )
     return value
 
 
@@ -116,20 +127,28 @@ def q_date(request: web.Request, name: str) -> str | None:
     try:
         return iso(parse_iso(raw))
     except ValueError as exc:
-        raise Unprocessable(f"Query parameter `{name}` is not an ISO-8601 date or datetime", details={"errors": [
-            {"loc": ["query", name], "msg": "invalid datetime", "type": "datetime_parsing"}]}) from exc
+        raise Unprocessable(
+            f"Query parameter `{name}` is not an ISO-8601 date or datetime",
+            details={"errors": [{"loc": ["query", name], "msg": "invalid datetime", "type": "datetime_parsing"}]},
+        ) from exc
 
 
 def page_request(request: web.Request, default_limit: int = 50, default_order: str = "desc") -> PageRequest:
     order = q(request, "order", default_order)
     if order not in ("asc", "desc"):
-        raise Unprocessable("`order` must be asc or desc", details={"errors": [
-            {"loc": ["query", "order"], "msg": "must be asc or desc", "type": "enum"}]})
+        raise Unprocessable(
+            "`order` must be asc or desc",
+            details={"errors": [{"loc": ["query", "order"], "msg": "must be asc or desc", "type": "enum"}]},
+        )
     before, after = q(request, "before"), q(request, "after")
     if before and after:
         raise BadRequest("Pass either `before` or `after`, not both.", code="invalid_cursor")
-    return PageRequest(limit=q_int(request, "limit", default_limit, 1, 1000), order=order,  # type: ignore[arg-type]
-                       before=before, after=after)
+    return PageRequest(
+        limit=q_int(request, "limit", default_limit, 1, 1000),
+        order=order,  # type: ignore[arg-type]
+        before=before,
+        after=after,
+    )
 
 
 def page_json(page: Page, items: list[Any]) -> dict[str, Any]:

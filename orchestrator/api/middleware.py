@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from orchestrator.errors import (
     MethodNotAllowed,
@@ -27,7 +28,9 @@ PUBLIC_PREFIXES = ("/static/",)
 
 def error_response(exc: OrchestratorError, request_id: str) -> web.Response:
     return web.Response(
-        body=orjson.dumps(exc.envelope()), status=exc.status, content_type="application/json",
+        body=orjson.dumps(exc.envelope()),
+        status=exc.status,
+        content_type="application/json",
         headers={"x-request-id": request_id},
     )
 
@@ -61,28 +64,32 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(PayloadTooLarge(f"Request body is larger than {exc.text}"), request_id)
     except web.HTTPMethodNotAllowed as exc:
-        err = MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}",
-                               details={"allowed": sorted(exc.allowed_methods)})
+        err = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.path}",
+            details={"allowed": sorted(exc.allowed_methods)},
+        )
         return error_response(err, request_id)
     except web.HTTPNotFound:
-        return error_response(NotFound(f"No route for {request.method} {request.path}", code="route_not_found"),
-                              request_id)
+        return error_response(
+            NotFound(f"No route for {request.method} {request.path}", code="route_not_found"), request_id
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        err = OrchestratorError(exc.reason or "Request failed", code=f"http_{exc.status}")
-        err.status = exc.status
-        return error_response(err, request_id)
+        generic = OrchestratorError(exc.reason or "Request failed", code=f"http_{exc.status}")
+        generic.status = exc.status
+        return error_response(generic, request_id)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(OrchestratorError("Internal error; see the server log", code="internal_error"),
-                              request_id)
+        return error_response(
+            OrchestratorError("Internal error; see the server log", code="internal_error"), request_id
+        )
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response
 
 
-def auth_middleware(keys: tuple[str, ...]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def auth_middleware(keys: tuple[str, ...]) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
@@ -96,8 +103,9 @@ def auth_middleware(keys: tuple[str, ...]) -> Callable[[web.Request, Handler], A
             presented = request.app["sessions"].key_for(request.cookies[COOKIE])
         if not key_valid(keys, presented):
             what = "missing" if not presented else "not valid"
-            raise Unauthorized(f"API key {what}. Send `Authorization: Bearer KEY` or `Api-Key: KEY`.",
-                               code="invalid_api_key")
+            raise Unauthorized(
+                f"API key {what}. Send `Authorization: Bearer KEY` or `Api-Key: KEY`.", code="invalid_api_key"
+            )
         return await handler(request)
 
     return middleware

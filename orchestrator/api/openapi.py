@@ -36,7 +36,8 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
 
 def build(app: web.Application) -> dict[str, Any]:
     components: dict[str, Any] = {}
-    for model in {*BODIES.values(), AssertionSpec, rq.BlockConfig}:
+    models: list[type[BaseModel]] = [*BODIES.values(), AssertionSpec, rq.BlockConfig]
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
             components[name] = sub
@@ -50,20 +51,27 @@ def build(app: web.Application) -> dict[str, Any]:
         op: dict[str, Any] = {
             "operationId": f"{route.method.lower()}_{getattr(route.handler, '__name__', 'handler')}",
             "responses": {"200": {"description": "OK"}, "4XX": {"description": "Retab error envelope"}},
-            "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                           for p in _params(str(path))],
+            "parameters": [
+                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _params(str(path))
+            ],
         }
-        model = BODIES.get((route.method, str(path)))
-        if model is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        body_model = BODIES.get((route.method, str(path)))
+        if body_model is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body_model.__name__}"}}},
+            }
         paths.setdefault(str(path), {})[route.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": "orchestrator (Retab-compatible workflow runs)", "version": __version__},
-        "components": {"schemas": components,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
-                                           "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"},
+            },
+        },
         "security": [{"bearer": []}, {"apiKey": []}],
         "paths": paths,
     }

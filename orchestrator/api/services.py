@@ -36,15 +36,20 @@ def validate_block_config(block_type: str, config: dict[str, Any]) -> None:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
-            raise Unprocessable(f"config.json_schema is not a valid JSON schema: {exc.message}",
-                                details={"errors": [{"loc": ["config", "json_schema"], "msg": exc.message,
-                                                     "type": "schema"}]}) from exc
+            raise Unprocessable(
+                f"config.json_schema is not a valid JSON schema: {exc.message}",
+                details={"errors": [{"loc": ["config", "json_schema"], "msg": exc.message, "type": "schema"}]},
+            ) from exc
     if block_type == "classifier" and "categories" in config and not config["categories"]:
-        raise Unprocessable("config.categories must not be empty", details={"errors": [
-            {"loc": ["config", "categories"], "msg": "must not be empty", "type": "too_short"}]})
+        raise Unprocessable(
+            "config.categories must not be empty",
+            details={"errors": [{"loc": ["config", "categories"], "msg": "must not be empty", "type": "too_short"}]},
+        )
     if block_type == "split" and "subdocuments" in config and not config["subdocuments"]:
-        raise Unprocessable("config.subdocuments must not be empty", details={"errors": [
-            {"loc": ["config", "subdocuments"], "msg": "must not be empty", "type": "too_short"}]})
+        raise Unprocessable(
+            "config.subdocuments must not be empty",
+            details={"errors": [{"loc": ["config", "subdocuments"], "msg": "must not be empty", "type": "too_short"}]},
+        )
 
 
 def checked_assertion(raw: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +86,11 @@ class Services:
                 try:
                     await self.store.files.get(str(fid))
                 except NotFound as exc:
-                    raise Unprocessable(f"Handle input {handle!r} refers to unknown file {fid}",
-                                        code="file_not_found", details={"handle": handle, "file_id": fid}) from exc
+                    raise Unprocessable(
+                        f"Handle input {handle!r} refers to unknown file {fid}",
+                        code="file_not_found",
+                        details={"handle": handle, "file_id": fid},
+                    ) from exc
 
     # -- saved checks
     async def create_check(self, dialect: str, workflow_id: str, body: rq.CreateCheck | rq.CreateCheckNested) -> Row:
@@ -90,15 +98,24 @@ class Services:
         await self.store.workflows.get_block(body.target.block_id, workflow_id)
         source = body.source.model_dump(mode="json", exclude_none=True)
         if source.get("type") == "run_step":
-            raise Unprocessable("run_step sources need workflow runs, which this server does not record; "
-                                "use a manual source with handle_inputs", code="unsupported_source")
+            raise Unprocessable(
+                "run_step sources need workflow runs, which this server does not record; "
+                "use a manual source with handle_inputs",
+                code="unsupported_source",
+            )
         await self.file_inputs_exist(source.get("handle_inputs", {}))
         return await self.store.checks.create(
-            prefix=CHECK_PREFIX[dialect], workflow_id=workflow_id, block_id=body.target.block_id, name=body.name,
-            source=source, assertion=checked_assertion(body.assertion))
+            prefix=CHECK_PREFIX[dialect],
+            workflow_id=workflow_id,
+            block_id=body.target.block_id,
+            name=body.name,
+            source=source,
+            assertion=checked_assertion(body.assertion),
+        )
 
-    async def update_check(self, check_id: str, body: rq.UpdateCheck, workflow_id: str | None = None,
-                           noun: str = "Eval") -> Row:
+    async def update_check(
+        self, check_id: str, body: rq.UpdateCheck, workflow_id: str | None = None, noun: str = "Eval"
+    ) -> Row:
         await self.store.checks.get(check_id, workflow_id, noun=noun)
         changes: dict[str, Any] = {}
         if body.name is not None:
@@ -111,8 +128,9 @@ class Services:
         return await self.store.checks.update(check_id, changes)
 
     # -- eval / test runs
-    async def create_check_run(self, kind: str, workflow_id: str, scope: dict[str, Any] | None,
-                               n_consensus: int | None) -> Row:
+    async def create_check_run(
+        self, kind: str, workflow_id: str, scope: dict[str, Any] | None, n_consensus: int | None
+    ) -> Row:
         wf = await self.store.workflows.get_workflow(workflow_id)
         scope = scope or {"type": "workflow"}
         check_id = scope.get("eval_id") or scope.get("test_id") if scope.get("type") == "single" else None
@@ -126,20 +144,38 @@ class Services:
         if check_id:
             block_id = checks[0]["block_id"]
         blocks = {b["id"]: b for b in await self.store.workflows.all_blocks(workflow_id)}
-        children = [{"check_id": c["id"], "block_id": c["block_id"],
-                     "block_type": (blocks.get(c["block_id"]) or {}).get("type", "extract"),
-                     "handle_inputs": (c.get("source") or {}).get("handle_inputs", {})} for c in checks]
-        fps: dict[str, Any] = {"input_fingerprint": planning.handle_inputs_fingerprint(
-            {c["check_id"]: c["handle_inputs"] for c in children})}
+        children = [
+            {
+                "check_id": c["id"],
+                "block_id": c["block_id"],
+                "block_type": (blocks.get(c["block_id"]) or {}).get("type", "extract"),
+                "handle_inputs": (c.get("source") or {}).get("handle_inputs", {}),
+            }
+            for c in checks
+        ]
+        fps: dict[str, Any] = {
+            "input_fingerprint": planning.handle_inputs_fingerprint(
+                {c["check_id"]: c["handle_inputs"] for c in children}
+            )
+        }
         if block_id and block_id in blocks:
             b = blocks[block_id]
             fps["block_execution_fingerprint"] = planning.block_execution_fingerprint(b["type"], b.get("config"))
             fps["validity_fingerprint"] = planning.validity_fingerprint(
-                fps["block_execution_fingerprint"], fps["input_fingerprint"], [c.get("assertion") for c in checks])
-        run = {"id": new_id(RUN_PREFIX[kind]), "kind": kind, "workflow_id": workflow_id,
-               "workflow_version_id": await self.draft_version(workflow_id), "workflow_name": wf["name"],
-               "block_id": block_id, "check_id": check_id, "scope": scope, "n_consensus": n_consensus,
-               "fingerprints": fps}
+                fps["block_execution_fingerprint"], fps["input_fingerprint"], [c.get("assertion") for c in checks]
+            )
+        run = {
+            "id": new_id(RUN_PREFIX[kind]),
+            "kind": kind,
+            "workflow_id": workflow_id,
+            "workflow_version_id": await self.draft_version(workflow_id),
+            "workflow_name": wf["name"],
+            "block_id": block_id,
+            "check_id": check_id,
+            "scope": scope,
+            "n_consensus": n_consensus,
+            "fingerprints": fps,
+        }
         row, event = await self.store.runs.create_run(run, children)
         self.scheduler.hub.publish([event])
         self.scheduler.submit(row["id"])
@@ -148,17 +184,25 @@ class Services:
     async def cancel_check_run(self, kind: tuple[str, ...], run_id: str) -> Row:
         run = await self.store.runs.get(run_id, kind)
         if run["status"] in ("completed", "error", "cancelled") or not await self.scheduler.cancel(
-                run_id, "cancelled by request"):
-            raise NotFound(f"Run {run_id} is {run['status']} and cannot be cancelled", code="not_cancellable",
-                           details={"run_id": run_id, "status": run["status"]})
+            run_id, "cancelled by request"
+        ):
+            raise NotFound(
+                f"Run {run_id} is {run['status']} and cannot be cancelled",
+                code="not_cancellable",
+                details={"run_id": run_id, "status": run["status"]},
+            )
         return await self.store.runs.get(run_id)
 
     # -- experiments
-    async def experiment_documents(self, workflow_id: str, documents: list[rq.ExperimentDocument] | None,
-                                   captures: list[rq.DocumentCapture] | None) -> list[dict[str, Any]]:
+    async def experiment_documents(
+        self, workflow_id: str, documents: list[rq.ExperimentDocument] | None, captures: list[rq.DocumentCapture] | None
+    ) -> list[dict[str, Any]]:
         if captures:
-            raise Unprocessable("document_captures need workflow runs, which this server does not record; "
-                                "pass `documents` with explicit handle_inputs", code="unsupported_capture")
+            raise Unprocessable(
+                "document_captures need workflow runs, which this server does not record; "
+                "pass `documents` with explicit handle_inputs",
+                code="unsupported_capture",
+            )
         docs = [d.model_dump(mode="json", exclude_none=True) for d in documents or []]
         for d in docs:
             await self.file_inputs_exist(d.get("handle_inputs", {}))
@@ -170,36 +214,52 @@ class Services:
             src = await self.store.experiments.get(body.source_experiment_id)
             if src["workflow_id"] != body.workflow_id:
                 raise NotFound(f"Experiment {src['id']} not found in workflow {body.workflow_id}")
-            docs = [{"handle_inputs": d["handle_inputs"], **({"provenance": d["provenance"]} if d["provenance"]
-                                                             else {})}
-                    for d in await self.store.experiments.documents(src["id"])]
+            docs = [
+                {"handle_inputs": d["handle_inputs"], **({"provenance": d["provenance"]} if d["provenance"] else {})}
+                for d in await self.store.experiments.documents(src["id"])
+            ]
             return await self.store.experiments.create(
-                workflow_id=body.workflow_id, block_id=src["block_id"], name=src["name"] + " (Copy)",
-                n_consensus=src["n_consensus"], documents=docs)
+                workflow_id=body.workflow_id,
+                block_id=src["block_id"],
+                name=src["name"] + " (Copy)",
+                n_consensus=src["n_consensus"],
+                documents=docs,
+            )
         block = await self.store.workflows.get_block(str(body.block_id), body.workflow_id)
         if block["type"] not in planning.RUNNABLE_TYPES:
-            raise Unprocessable(f"Experiments need an extract, classifier or split block, not {block['type']}",
-                                code="block_type_unsupported", details={"block_id": block["id"]})
+            raise Unprocessable(
+                f"Experiments need an extract, classifier or split block, not {block['type']}",
+                code="block_type_unsupported",
+                details={"block_id": block["id"]},
+            )
         docs = await self.experiment_documents(body.workflow_id, body.documents, body.document_captures)
         return await self.store.experiments.create(
-            workflow_id=body.workflow_id, block_id=block["id"], name=body.name or block["label"] or "Experiment",
-            n_consensus=body.n_consensus or 3, documents=docs)
+            workflow_id=body.workflow_id,
+            block_id=block["id"],
+            name=body.name or block["label"] or "Experiment",
+            n_consensus=body.n_consensus or 3,
+            documents=docs,
+        )
 
     async def update_experiment(self, experiment_id: str, body: rq.UpdateExperiment) -> Row:
         exp = await self.store.experiments.get(experiment_id)
         docs = None
         if body.documents is not None or body.document_captures is not None:
             docs = await self.experiment_documents(exp["workflow_id"], body.documents, body.document_captures)
-        return await self.store.experiments.update(experiment_id, name=body.name, n_consensus=body.n_consensus,
-                                                   documents=docs)
+        return await self.store.experiments.update(
+            experiment_id, name=body.name, n_consensus=body.n_consensus, documents=docs
+        )
 
     async def delete_experiment(self, experiment_id: str) -> None:
         exp = await self.store.experiments.get(experiment_id)
         if exp["last_run_id"]:
             last = await self.store.runs.get(exp["last_run_id"])
             if last["status"] in ("pending", "queued", "running"):
-                raise Conflict(f"Experiment {experiment_id} has a run in flight ({last['id']}); cancel it first",
-                               code="run_in_flight", details={"run_id": last["id"]})
+                raise Conflict(
+                    f"Experiment {experiment_id} has a run in flight ({last['id']}); cancel it first",
+                    code="run_in_flight",
+                    details={"run_id": last["id"]},
+                )
         await self.store.experiments.delete(experiment_id)
 
     async def current_fingerprints(self, exp: Row) -> tuple[Row | None, str | None, str]:
@@ -207,26 +267,41 @@ class Services:
             block = await self.store.workflows.get_block(exp["block_id"], exp["workflow_id"])
         except NotFound:
             return None, None, exp["documents_fingerprint"]
-        return block, planning.block_execution_fingerprint(block["type"], block.get("config")), \
-            exp["documents_fingerprint"]
+        return (
+            block,
+            planning.block_execution_fingerprint(block["type"], block.get("config")),
+            exp["documents_fingerprint"],
+        )
 
     async def create_experiment_run(self, body: rq.CreateExperimentRun) -> Row:
         exp = await self.store.experiments.get(body.experiment_id)
         if body.workflow_id and body.workflow_id != exp["workflow_id"]:
-            raise NotFound(f"Experiment {exp['id']} not found in workflow {body.workflow_id}",
-                           details={"experiment_id": exp["id"], "workflow_id": body.workflow_id})
+            raise NotFound(
+                f"Experiment {exp['id']} not found in workflow {body.workflow_id}",
+                details={"experiment_id": exp["id"], "workflow_id": body.workflow_id},
+            )
         wf = await self.store.workflows.get_workflow(exp["workflow_id"])
         block, bfp, dfp = await self.current_fingerprints(exp)
         if block is None or bfp is None:
             raise NotFound(f"Block {exp['block_id']} of experiment {exp['id']} no longer exists")
         if body.plan_token and body.plan_token != planning.metrics_validity_fingerprint(bfp, dfp):
             raise Conflict("The run plan changed since it was previewed", code="plan_changed")
-        run = {"id": new_id("exprun"), "kind": "experiment", "workflow_id": exp["workflow_id"],
-               "workflow_version_id": await self.draft_version(exp["workflow_id"]), "workflow_name": wf["name"],
-               "experiment_id": exp["id"], "block_id": block["id"], "block_type": block["type"],
-               "n_consensus": exp["n_consensus"],
-               "fingerprints": {"block_execution_fingerprint": bfp, "documents_fingerprint": dfp,
-                                "metrics_validity_fingerprint": planning.metrics_validity_fingerprint(bfp, dfp)}}
+        run = {
+            "id": new_id("exprun"),
+            "kind": "experiment",
+            "workflow_id": exp["workflow_id"],
+            "workflow_version_id": await self.draft_version(exp["workflow_id"]),
+            "workflow_name": wf["name"],
+            "experiment_id": exp["id"],
+            "block_id": block["id"],
+            "block_type": block["type"],
+            "n_consensus": exp["n_consensus"],
+            "fingerprints": {
+                "block_execution_fingerprint": bfp,
+                "documents_fingerprint": dfp,
+                "metrics_validity_fingerprint": planning.metrics_validity_fingerprint(bfp, dfp),
+            },
+        }
         row, event = await self.store.runs.create_run(run, experiment_id=exp["id"])
         self.scheduler.hub.publish([event])
         self.scheduler.submit(row["id"])
@@ -237,8 +312,11 @@ class Services:
         if run["status"] == "cancelled":
             return run
         if run["status"] in ("completed", "error"):
-            raise NotFound(f"Experiment run {run_id} is {run['status']} and cannot be cancelled",
-                           code="not_cancellable", details={"run_id": run_id, "status": run["status"]})
+            raise NotFound(
+                f"Experiment run {run_id} is {run['status']} and cannot be cancelled",
+                code="not_cancellable",
+                details={"run_id": run_id, "status": run["status"]},
+            )
         await self.scheduler.cancel(run_id, "cancelled by request")
         return await self.store.runs.get(run_id)
 

@@ -34,9 +34,7 @@ def _page_sets(splits: Any, *, side: str) -> dict[str, set[Any]]:
         if not isinstance(entry_pages, list | tuple):
             raise _bad_split(side, "'pages' as an array", entry_pages)
         # Several subdocuments may share a name (two invoices); their pages pool together.
-        pages.setdefault(entry["name"], set()).update(
-            p for p in entry_pages if not isinstance(p, list | dict)
-        )
+        pages.setdefault(entry["name"], set()).update(p for p in entry_pages if not isinstance(p, list | dict))
     return pages
 
 
@@ -63,9 +61,7 @@ def split_iou_check(cond: Mapping[str, Any], found: bool, value: Any, j: Judgeme
     raw_threshold = cond.get("threshold")
     threshold = 1.0 if raw_threshold is None else num(cond, "threshold")
     if not present(found, value):
-        return Check(
-            False, f"expected a split result, but the {MISSING}", threshold=threshold, metric_kind="iou"
-        )
+        return Check(False, f"expected a split result, but the {MISSING}", threshold=threshold, metric_kind="iou")
     score = split_iou(_page_sets(value, side="actual"), expected)
     passed = score >= threshold - 1e-9
     message = "" if passed else f"split IoU {score:.3f} < threshold {threshold:g}"
@@ -76,9 +72,7 @@ def judge_key(cond: Mapping[str, Any], value: Any) -> JudgeKey:
     rubric = req(cond, "rubric")
     label = cond.get("expected_label")
     if not isinstance(rubric, str) or not (label is None or isinstance(label, str)):
-        raise Blocked(
-            "invalid_condition", "llm conditions need a string 'rubric' and optional 'expected_label'"
-        )
+        raise Blocked("invalid_condition", "llm conditions need a string 'rubric' and optional 'expected_label'")
     return JudgeKey(rubric=rubric, expected_label=label, value_json=canonical_json(value))
 
 
@@ -92,9 +86,7 @@ def llm_evaluator(negate: bool) -> Evaluator:
                 "no LLM judgement is available for this assertion",
                 {"rubric": key.rubric},
             )
-        label_ok = key.expected_label is None or judgement.label.strip().lower() == (
-            key.expected_label.strip().lower()
-        )
+        label_ok = key.expected_label is None or judgement.label.strip().lower() == (key.expected_label.strip().lower())
         judged = judgement.passed and label_ok
         details = {
             "label": judgement.label,

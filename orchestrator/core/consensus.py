@@ -50,9 +50,7 @@ def reduce_passes(
     raise ValueError(f"consensus is not defined for block type {block_type!r}")
 
 
-def _record(
-    block_type: str, passes: Sequence[Any], value: Any, likelihoods: Any, score: float
-) -> ConsensusRecord:
+def _record(block_type: str, passes: Sequence[Any], value: Any, likelihoods: Any, score: float) -> ConsensusRecord:
     return ConsensusRecord(
         block_type=block_type,
         n_voters=len(passes),
@@ -129,11 +127,7 @@ def _subdocuments(split: Any) -> list[tuple[str, list[int]]] | None:
         if not isinstance(sub, Mapping) or not isinstance(sub.get("name"), str):
             continue
         pages = sub.get("pages") or []
-        ints = (
-            [p for p in pages if isinstance(p, int) and not isinstance(p, bool)]
-            if isinstance(pages, list)
-            else []
-        )
+        ints = [p for p in pages if isinstance(p, int) and not isinstance(p, bool)] if isinstance(pages, list) else []
         out.append((str(sub["name"]), ints))
     return out
 
@@ -167,8 +161,7 @@ def _reduce_split(passes: list[Any], page_count: int | None) -> ConsensusRecord:
     page_votes: dict[str, Any] = {}
     for page in range(1, last_page + 1):
         votes = [
-            labels.get(page) if subs is not None else None
-            for labels, subs in zip(page_labels, parsed, strict=True)
+            labels.get(page) if subs is not None else None for labels, subs in zip(page_labels, parsed, strict=True)
         ]
         counts = Counter(v for v in votes if v is not None)
         if counts:
@@ -204,9 +197,7 @@ def _reduce_split(passes: list[Any], page_count: int | None) -> ConsensusRecord:
         count = sum(present)
         votes_for = [np.get(name) if np is not None else None for np in name_pages]
         # A name that won no page is a dissent row: its score is the share of voters without it.
-        row_score = (
-            math.fsum(agreement[p] for p in won_pages) / len(won_pages) if won_pages else (n - count) / n
-        )
+        row_score = math.fsum(agreement[p] for p in won_pages) / len(won_pages) if won_pages else (n - count) / n
         rows.append(
             VoteRow(
                 target=name,

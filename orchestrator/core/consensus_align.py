@@ -72,11 +72,7 @@ def choose_key_field(lists: Sequence[Sequence[Any]]) -> str | None:
         if not unique:
             continue
         pairs = list(combinations(sets, 2))
-        overlap = (
-            math.fsum(len(a & b) / len(a | b) if a | b else 0.0 for a, b in pairs) / len(pairs)
-            if pairs
-            else 1.0
-        )
+        overlap = math.fsum(len(a & b) / len(a | b) if a | b else 0.0 for a, b in pairs) / len(pairs) if pairs else 1.0
         if overlap < MIN_KEY_OVERLAP:
             continue
         coverage = len(values) / len(items)

@@ -170,9 +170,7 @@ def _vote_list(
 
 
 def _row_items(lists: Sequence[Sequence[Any] | None], row: Sequence[int | None]) -> list[Any]:
-    return [
-        lst[idx] if lst is not None and idx is not None else None for lst, idx in zip(lists, row, strict=True)
-    ]
+    return [lst[idx] if lst is not None and idx is not None else None for lst, idx in zip(lists, row, strict=True)]
 
 
 def _position_key(row: Sequence[int | None]) -> tuple[float, float]:
@@ -193,19 +191,14 @@ def _dissent(ctx: _Ctx, values: Sequence[Any], present: Sequence[bool], target: 
     if kinds == {"array"}:
         lists = [v if p and isinstance(v, list) else None for v, p in zip(values, present, strict=True)]
         for row in align_lists(lists):
-            items = [
-                lst[i] if lst is not None and i is not None else None
-                for lst, i in zip(lists, row, strict=True)
-            ]
+            items = [lst[i] if lst is not None and i is not None else None for lst, i in zip(lists, row, strict=True)]
             _dissent(ctx, items, [i is not None for i in row], join_path(target, "*"))
         return
     votes = [v if p else None for v, p in zip(values, present, strict=True)]
     ctx.add_row(target, None, None, votes, present, (ctx.n - len(non_null)) / ctx.n)
 
 
-def reduce_extract(
-    passes: Sequence[Any], schema: Mapping[str, Any] | None
-) -> tuple[Any, Any, list[VoteRow], float]:
+def reduce_extract(passes: Sequence[Any], schema: Mapping[str, Any] | None) -> tuple[Any, Any, list[VoteRow], float]:
     """Return (value, likelihoods, rows, score) for at least one non-failed pass."""
     ctx = _Ctx(n=len(passes))
     present = [p is not None for p in passes]

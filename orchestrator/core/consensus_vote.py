@@ -213,4 +213,3 @@ def vote_leaf(values: Sequence[Any]) -> tuple[Any, int]:
     if none_count > support:
         return None, none_count
     return value, support
-

@@ -27,8 +27,7 @@ def can_transition(src: str, dst: str) -> bool:
 
 def lifecycle_counts(state: Mapping[str, Any]) -> dict[str, int]:
     return {
-        k: int(state.get(f"c_{k}") or 0)
-        for k in ("pending", "queued", "running", "completed", "error", "cancelled")
+        k: int(state.get(f"c_{k}") or 0) for k in ("pending", "queued", "running", "completed", "error", "cancelled")
     }
 
 

@@ -243,9 +243,7 @@ def by_document_view(*, run_id: str, doc: DocRecord, include_prior: bool) -> dic
         prior_targets = _doc_targets(doc.prior) if include_prior and doc.prior is not None else {}
         for path, (score, value) in _doc_targets(record).items():
             prior = prior_targets.get(path)
-            targets.append(
-                {"path": path, "score": score, "prior_score": prior[0] if prior else None, "value": value}
-            )
+            targets.append({"path": path, "score": score, "prior_score": prior[0] if prior else None, "value": value})
         targets.sort(key=lambda t: (t["score"], t["path"]))
         if record["block_type"] in _LABEL_TYPES:
             acc = _Confusion()
@@ -263,9 +261,7 @@ def by_document_view(*, run_id: str, doc: DocRecord, include_prior: bool) -> dic
     }
 
 
-def by_target_view(
-    *, run_id: str, target: str, docs: Iterable[DocRecord], include_prior: bool
-) -> dict[str, Any]:
+def by_target_view(*, run_id: str, target: str, docs: Iterable[DocRecord], include_prior: bool) -> dict[str, Any]:
     documents: list[dict[str, Any]] = []
     score, prior = _Mean(), _Mean()
     confusion = _Confusion()

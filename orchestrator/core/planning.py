@@ -38,10 +38,7 @@ def draft_fingerprint(blocks: Sequence[Mapping[str, Any]], edges: Sequence[Mappi
             key=lambda b: str(b["id"]),
         ),
         "edges": sorted(
-            (
-                {k: e.get(k) for k in ("source_block", "target_block", "source_handle", "target_handle")}
-                for e in edges
-            ),
+            ({k: e.get(k) for k in ("source_block", "target_block", "source_handle", "target_handle")} for e in edges),
             key=lambda e: tuple(str(v) for v in e.values()),
         ),
     }
@@ -80,9 +77,7 @@ def effective_n(block_config: Mapping[str, Any] | None, override: int | None) ->
     return max(1, min(n, 15))
 
 
-def scope_checks(
-    checks: Sequence[Mapping[str, Any]], scope: Mapping[str, Any] | None
-) -> list[Mapping[str, Any]]:
+def scope_checks(checks: Sequence[Mapping[str, Any]], scope: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     """scope single / block / workflow / omitted → the saved checks the run will execute, in order."""
     kind = (scope or {}).get("type", "workflow")
     if kind == "single":

@@ -85,9 +85,7 @@ class OpenAIEngine:
         structured_outputs: StructuredOutputs = "auto",
     ) -> None:
         if structured_outputs not in ("auto", "json_schema", "json_object"):
-            raise ValueError(
-                f"structured_outputs must be auto, json_schema or json_object, not {structured_outputs!r}"
-            )
+            raise ValueError(f"structured_outputs must be auto, json_schema or json_object, not {structured_outputs!r}")
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         self.base_url = base_url.rstrip("/")
@@ -95,9 +93,7 @@ class OpenAIEngine:
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.structured_outputs: StructuredOutputs = structured_outputs
-        self.limiter = ProviderLimiter(
-            requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
-        )
+        self.limiter = ProviderLimiter(requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
         self._url = f"{self.base_url}/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
@@ -123,9 +119,7 @@ class OpenAIEngine:
         output, usage = await self._ask(
             model, task, temperature=pass_temperature(request), seed=pass_seed(request), extra=extra
         )
-        return PassOutput(
-            output=output, engine=self.name, model=str(request.config.get("model") or model), usage=usage
-        )
+        return PassOutput(output=output, engine=self.name, model=str(request.config.get("model") or model), usage=usage)
 
     async def judge(self, request: JudgeRequest) -> JudgeAnswer:
         answer, _ = await self._ask(self._model(request.config), judge_task(request), temperature=0.0)
@@ -164,13 +158,9 @@ class OpenAIEngine:
             if not (fallback and exc.details.get("response_format_rejected")):
                 raise
             if self._mode == "json_schema":
-                log.warning(
-                    "%s rejected json_schema output (%s); using json_object mode", self.base_url, exc.message
-                )
+                log.warning("%s rejected json_schema output (%s); using json_object mode", self.base_url, exc.message)
                 self._mode = "json_object"
-            data = await self._post(
-                self._body(model, task, "json_object", temperature, seed, extra), estimate
-            )
+            data = await self._post(self._body(model, task, "json_object", temperature, seed, extra), estimate)
         content, usage = self._read(data)
         return task.finish(decode_content(content)), usage
 
@@ -225,9 +215,7 @@ class OpenAIEngine:
             await self.limiter.acquire(estimate)
             try:
                 with anyio.fail_after(self.timeout_s):
-                    async with session.post(
-                        self._url, data=orjson.dumps(body), headers=self._headers
-                    ) as resp:
+                    async with session.post(self._url, data=orjson.dumps(body), headers=self._headers) as resp:
                         status, headers, raw = resp.status, dict(resp.headers), await resp.read()
             except TimeoutError:
                 raise EngineError(

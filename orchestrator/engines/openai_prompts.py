@@ -109,9 +109,7 @@ def _document_parts(doc: Document, *, numbered: bool, first_n: int | None) -> li
     return parts
 
 
-def input_content(
-    inputs: Mapping[str, HandleValue], *, numbered: bool = False, first_n: int | None = None
-) -> Content:
+def input_content(inputs: Mapping[str, HandleValue], *, numbered: bool = False, first_n: int | None = None) -> Content:
     parts: list[dict[str, Any]] = []
     for handle, value in inputs.items():
         if isinstance(value, Document):
@@ -185,13 +183,9 @@ def _any_object(value: Any) -> Any:
 
 def _names(config: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     items = config.get(key)
-    entries = (
-        [i for i in items if isinstance(i, Mapping) and i.get("name")] if isinstance(items, list) else []
-    )
+    entries = [i for i in items if isinstance(i, Mapping) and i.get("name")] if isinstance(items, list) else []
     if not entries:
-        raise EngineError(
-            kind="config", code=f"no_{key}", message=f"the block config has no `{key}` with names"
-        )
+        raise EngineError(kind="config", code=f"no_{key}", message=f"the block config has no `{key}` with names")
     return [dict(i) for i in entries]
 
 
@@ -295,9 +289,7 @@ def judge_task(request: JudgeRequest) -> StructuredTask:
         label = str(answer["label"])
         # With an expected label the verdict is the label match, so it does not hinge on the model
         # keeping `passed` consistent with its own label.
-        passed = (
-            label.strip().casefold() == expected.strip().casefold() if expected else bool(answer["passed"])
-        )
+        passed = label.strip().casefold() == expected.strip().casefold() if expected else bool(answer["passed"])
         return JudgeAnswer(label=label, passed=passed, reasoning=str(answer["reasoning"]), engine="openai")
 
     return StructuredTask("judgement", JUDGE_SYSTEM, content, schema, True, finish)

@@ -54,9 +54,7 @@ def _strictify(node: Any, ok: list[bool]) -> Any:
             node[key] = _strictify(node[key], ok)
     if "oneOf" in node:  # not accepted by strict mode; the local validation keeps the exclusivity
         node.setdefault("anyOf", []).extend(node.pop("oneOf"))
-    is_object = node.get("type") == "object" or (
-        isinstance(node.get("type"), list) and "object" in node["type"]
-    )
+    is_object = node.get("type") == "object" or (isinstance(node.get("type"), list) and "object" in node["type"])
     if is_object or "properties" in node:
         props: dict[str, Any] = node.get("properties", {})
         if (not props and node.get("additionalProperties") is not False) or isinstance(

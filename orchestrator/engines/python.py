@@ -93,9 +93,7 @@ class PythonEngine:
                 result = await fn(**kwargs)
             else:
                 # Abandon on cancel: a pass timeout must not wait for a thread that cannot be interrupted.
-                result = await anyio.to_thread.run_sync(
-                    functools.partial(fn, **kwargs), abandon_on_cancel=True
-                )
+                result = await anyio.to_thread.run_sync(functools.partial(fn, **kwargs), abandon_on_cancel=True)
                 if inspect.isawaitable(result):
                     result = await result
         except EngineError:
@@ -127,8 +125,7 @@ class PythonEngine:
             raise EngineError(
                 kind="config",
                 code="judge_not_supported",
-                message=f"module {module_name or spec!r} defines no "
-                "judge(config, rubric, value, expected_label)",
+                message=f"module {module_name or spec!r} defines no judge(config, rubric, value, expected_label)",
             )
         answer = await self._call(
             f"{PREFIX}{module_name}:judge",

@@ -90,9 +90,7 @@ class ProviderLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = anyio.sleep,
     ) -> None:
-        self.requests = (
-            TokenBucket(requests_per_minute, clock=clock, sleep=sleep) if requests_per_minute else None
-        )
+        self.requests = TokenBucket(requests_per_minute, clock=clock, sleep=sleep) if requests_per_minute else None
         self.tokens = TokenBucket(tokens_per_minute, clock=clock, sleep=sleep) if tokens_per_minute else None
 
     @property

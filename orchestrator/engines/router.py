@@ -185,9 +185,7 @@ def parse_routes(text: str, *, source: str = "models file") -> list[Route]:
         raise ValueError(f"{source}: invalid TOML: {exc}") from None
     unknown = sorted(set(data) - {"routes"})
     if unknown:
-        raise ValueError(
-            f"{source}: unknown top-level key(s) {', '.join(unknown)}; expected [[routes]] tables"
-        )
+        raise ValueError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; expected [[routes]] tables")
     routes = data.get("routes", [])
     if not isinstance(routes, list):
         raise ValueError(f"{source}: `routes` must be an array of tables ([[routes]])")

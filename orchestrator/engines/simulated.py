@@ -204,9 +204,7 @@ class SimulatedEngine:
             base = self._cache.get(key, lambda: _extract_document(source, schema))
         return _perturb(base, resolve(schema, schema), schema, rng, p) if p > 0 else base
 
-    def _classify(
-        self, source: HandleValue, config: Mapping[str, Any], rng: random.Random, p: float
-    ) -> dict[str, Any]:
+    def _classify(self, source: HandleValue, config: Mapping[str, Any], rng: random.Random, p: float) -> dict[str, Any]:
         labels = _labels(config, "categories")
         first_n = config.get("first_n_pages")
         limit = first_n if isinstance(first_n, int) and first_n > 0 else None
@@ -259,9 +257,7 @@ def _options(config: Mapping[str, Any]) -> tuple[float, float, dict[str, float]]
         raw = sim.get(key)
         raw = 0 if raw is None else raw
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise EngineError(
-                kind="config", code="invalid_simulation", message=f"simulation.{key} must be a number"
-            )
+            raise EngineError(kind="config", code="invalid_simulation", message=f"simulation.{key} must be a number")
         values[key] = max(0.0, float(raw))
     rates = {key: min(1.0, values[key]) for key in _RATE_KEYS}
     return values["latency_ms"], values["jitter_ms"], rates
@@ -329,9 +325,7 @@ def _assign_pages(pages: Sequence[str], labels: list[tuple[str, str]]) -> tuple[
     return tuple(best_label(content_words(page), labels)[0] for page in pages)
 
 
-def _perturb(
-    value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], rng: random.Random, p: float
-) -> Any:
+def _perturb(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], rng: random.Random, p: float) -> Any:
     """A fresh copy of `value` where each leaf changes with probability `p`."""
     if isinstance(value, dict):
         props = properties(schema)

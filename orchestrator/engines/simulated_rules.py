@@ -277,9 +277,7 @@ def _text_object(
     return out
 
 
-def _lookup(
-    fields: TextFields, name: str, parents: tuple[str, ...], section: tuple[int, int] | None
-) -> str | None:
+def _lookup(fields: TextFields, name: str, parents: tuple[str, ...], section: tuple[int, int] | None) -> str | None:
     # A prefixed label (`Vendor name:`) beats a bare one inside the object's section, which beats a
     # bare one anywhere: two objects with the same field names then read their own lines.
     if parents:

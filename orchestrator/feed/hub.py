@@ -30,8 +30,12 @@ class Subscription:
     def offer(self, event: Event) -> None:
         if self.closed or self.lagged:
             return
-        if event["type"] == "progress" and self.buffer and self.buffer[-1]["type"] == "progress" and \
-                self.buffer[-1]["run_id"] == event["run_id"]:
+        if (
+            event["type"] == "progress"
+            and self.buffer
+            and self.buffer[-1]["type"] == "progress"
+            and self.buffer[-1]["run_id"] == event["run_id"]
+        ):
             self.buffer[-1] = event
         elif len(self.buffer) >= self.capacity:
             self.lagged = True

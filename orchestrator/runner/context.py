@@ -46,8 +46,9 @@ async def prepare(store: Store, run: Row) -> RunContext:
     try:
         await store.workflows.get_workflow(run["workflow_id"])
     except NotFound as exc:
-        raise RunSetupError(f"Workflow {run['workflow_id']} no longer exists",
-                            {"error_code": "workflow_not_found"}) from exc
+        raise RunSetupError(
+            f"Workflow {run['workflow_id']} no longer exists", {"error_code": "workflow_not_found"}
+        ) from exc
     blocks = await store.workflows.all_blocks(run["workflow_id"])
     edges = await store.workflows.all_edges(run["workflow_id"])
     by_id = {b["id"]: b for b in blocks}
@@ -57,11 +58,15 @@ async def prepare(store: Store, run: Row) -> RunContext:
     if run["kind"] == "experiment":
         block = by_id.get(run.get("block_id") or "")
         if block is None:
-            raise RunSetupError(f"Block {run.get('block_id')} no longer exists in workflow {run['workflow_id']}",
-                                {"block_id": run.get("block_id"), "error_code": "block_not_found"})
+            raise RunSetupError(
+                f"Block {run.get('block_id')} no longer exists in workflow {run['workflow_id']}",
+                {"block_id": run.get("block_id"), "error_code": "block_not_found"},
+            )
         if block["type"] not in planning.RUNNABLE_TYPES:
-            raise RunSetupError(f"Blocks of type {block['type']} cannot run experiments here",
-                                {"block_id": block["id"], "error_code": "block_type_unsupported"})
+            raise RunSetupError(
+                f"Blocks of type {block['type']} cannot run experiments here",
+                {"block_id": block["id"], "error_code": "block_type_unsupported"},
+            )
     return RunContext(run=run, blocks=by_id, draft_fp=planning.draft_fingerprint(blocks, edges), checks=checks)
 
 
@@ -83,8 +88,9 @@ class DocumentCache:
             meta = await self.store.files.get(file_id)
             data = await self.store.files.data(file_id)
         except NotFound as exc:
-            raise EngineError(kind="input", code="file_not_found", message=f"File {file_id} not found",
-                              details={"file_id": file_id}) from exc
+            raise EngineError(
+                kind="input", code="file_not_found", message=f"File {file_id} not found", details={"file_id": file_id}
+            ) from exc
         doc = load_document(filename=meta["filename"], mime_type=meta["mime_type"], data=data or b"")
         self._items[file_id] = doc
         if len(self._items) > self.size:

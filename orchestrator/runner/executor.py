@@ -25,8 +25,13 @@ from orchestrator.store.db import Row
 
 OPERATION = {"extract": "extraction", "classifier": "classification", "split": "split"}
 ARTIFACT_PREFIX = {"extract": "extr", "classifier": "cls", "split": "splt"}
-STAT_FOR_KIND = {"rate_limited": "rate_limited", "timeout": "timed_out", "provider": "provider_failed",
-                 "unparseable": "unparseable", "simulated": "simulated_errors"}
+STAT_FOR_KIND = {
+    "rate_limited": "rate_limited",
+    "timeout": "timed_out",
+    "provider": "provider_failed",
+    "unparseable": "unparseable",
+    "simulated": "simulated_errors",
+}
 
 
 @dataclass
@@ -43,8 +48,14 @@ def backoff_delay(attempt: int, retry_after: float | None, base: float, rng: ran
 
 
 class Executor:
-    def __init__(self, settings: Settings, router: EngineRouter, cache: DocumentCache,
-                 limiter: anyio.CapacityLimiter, sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        router: EngineRouter,
+        cache: DocumentCache,
+        limiter: anyio.CapacityLimiter,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
         self.settings = settings
         self.router = router
         self.cache = cache
@@ -61,8 +72,12 @@ class Executor:
                     with anyio.fail_after(self.settings.pass_timeout_s):
                         return PassResult(await engine.run_pass(request), None, attempt + 1)
             except TimeoutError:
-                err = EngineError(kind="timeout", code="pass_timeout", transient=True,
-                                  message=f"The pass took longer than {self.settings.pass_timeout_s}s")
+                err = EngineError(
+                    kind="timeout",
+                    code="pass_timeout",
+                    transient=True,
+                    message=f"The pass took longer than {self.settings.pass_timeout_s}s",
+                )
             except EngineError as exc:
                 err = exc
             stats[STAT_FOR_KIND.get(err.kind, "other_errors")] += 1
@@ -73,11 +88,22 @@ class Executor:
             await self.sleep(backoff_delay(attempt, err.retry_after, self.settings.retry_base_s, self.rng))
             attempt += 1
 
-    async def _passes(self, block: Row, inputs: dict[str, HandleValue], n: int, seed: int,
-                      stats: Counter[str]) -> list[PassResult]:
+    async def _passes(
+        self, block: Row, inputs: dict[str, HandleValue], n: int, seed: int, stats: Counter[str]
+    ) -> list[PassResult]:
         config = dict(block.get("config") or {})
-        requests = [PassRequest(block_id=block["id"], block_type=block["type"], config=config, inputs=inputs,
-                                pass_index=i, n_passes=n, seed=seed) for i in range(n)]
+        requests = [
+            PassRequest(
+                block_id=block["id"],
+                block_type=block["type"],
+                config=config,
+                inputs=inputs,
+                pass_index=i,
+                n_passes=n,
+                seed=seed,
+            )
+            for i in range(n)
+        ]
         if n == 1:
             return [await self._one_pass(requests[0], stats)]
         results: list[PassResult | None] = [None] * n
@@ -94,12 +120,23 @@ class Executor:
         started = now_iso()
         stats: Counter[str] = Counter()
         block = ctx.block(child["block_id"])
-        base = ChildFinish(child_id=child["id"], run_id=ctx.run["id"], status="completed", started_at=started,
-                           check_id=child.get("check_id"), attempt=int(child.get("attempt") or 0))
+        base = ChildFinish(
+            child_id=child["id"],
+            run_id=ctx.run["id"],
+            status="completed",
+            started_at=started,
+            check_id=child.get("check_id"),
+            attempt=int(child.get("attempt") or 0),
+        )
         if block is None or block["type"] not in planning.RUNNABLE_TYPES:
             why = "no longer exists" if block is None else f"has type {block['type']}, which cannot run here"
-            return self._block_failure(ctx, child, base, None, EngineError(
-                kind="config", code="block_not_runnable", message=f"Block {child['block_id']} {why}"))
+            return self._block_failure(
+                ctx,
+                child,
+                base,
+                None,
+                EngineError(kind="config", code="block_not_runnable", message=f"Block {child['block_id']} {why}"),
+            )
         try:
             inputs = await resolve_inputs(self.cache, child.get("handle_inputs") or {})
         except EngineError as exc:
@@ -113,16 +150,25 @@ class Executor:
             return self._block_failure(ctx, child, base, block, errors[0] if errors else None)
         first = next(r.output for r in results if r.output)
         page_count = next((v.page_count for v in inputs.values() if hasattr(v, "page_count")), None)
-        record = reduce_passes(block["type"], outputs, page_count=page_count,
-                               schema=(block.get("config") or {}).get("json_schema"))
+        record: dict[str, Any] = dict(
+            reduce_passes(
+                block["type"], outputs, page_count=page_count, schema=(block.get("config") or {}).get("json_schema")
+            )
+        )
         handle_outputs = {"output-json-0": record["value"]}
         artifact = self._artifact(ctx, child, block, n, inputs, results, record, first)
         fps = self._fingerprints(ctx, block, child)
-        result: dict[str, Any] = {"handle_outputs": handle_outputs, "consensus": record, "fingerprints": fps,
-                                  "engine": first.engine, "model": first.model, "n_passes": n,
-                                  "pass_errors": [_err_json(e) for e in errors],
-                                  "routing_decisions": _routing(block, record["value"]),
-                                  "usage": artifact["body"].get("usage")}
+        result: dict[str, Any] = {
+            "handle_outputs": handle_outputs,
+            "consensus": record,
+            "fingerprints": fps,
+            "engine": first.engine,
+            "model": first.model,
+            "n_passes": n,
+            "pass_errors": [_err_json(e) for e in errors],
+            "routing_decisions": _routing(block, record["value"]),
+            "usage": artifact["body"].get("usage"),
+        }
         base.artifact = artifact
         base.completed_at = now_iso()
         if ctx.kind == "experiment":
@@ -135,8 +181,9 @@ class Executor:
         outcome = assertions.evaluate(assertion, handle_outputs, judgements)
         return self._with_verdict(ctx, base, result, assertion, outcome, fps)
 
-    async def _judgements(self, block: Row, assertion: dict[str, Any],
-                          handle_outputs: dict[str, Any]) -> dict[assertions.JudgeKey, assertions.Judgement]:
+    async def _judgements(
+        self, block: Row, assertion: dict[str, Any], handle_outputs: dict[str, Any]
+    ) -> dict[assertions.JudgeKey, assertions.Judgement]:
         out: dict[assertions.JudgeKey, assertions.Judgement] = {}
         if not assertion:
             return out
@@ -144,16 +191,28 @@ class Executor:
             try:
                 engine = self.router.resolve(str((block.get("config") or {}).get("model") or ""))
                 async with self.limiter:
-                    answer = await engine.judge(JudgeRequest(config=dict(block.get("config") or {}),
-                                                             rubric=key.rubric, value=_loads(key.value_json),
-                                                             expected_label=key.expected_label))
+                    answer = await engine.judge(
+                        JudgeRequest(
+                            config=dict(block.get("config") or {}),
+                            rubric=key.rubric,
+                            value=_loads(key.value_json),
+                            expected_label=key.expected_label,
+                        )
+                    )
                 out[key] = assertions.Judgement(label=answer.label, passed=answer.passed, reasoning=answer.reasoning)
             except EngineError:
                 continue  # a missing judgement makes the assertion blocked (judge_unavailable)
         return out
 
-    def _with_verdict(self, ctx: RunContext, base: ChildFinish, result: dict[str, Any], assertion: dict[str, Any],
-                      outcome: assertions.AssertionOutcome, fps: dict[str, str]) -> ChildFinish:
+    def _with_verdict(
+        self,
+        ctx: RunContext,
+        base: ChildFinish,
+        result: dict[str, Any],
+        assertion: dict[str, Any],
+        outcome: assertions.AssertionOutcome,
+        fps: dict[str, str],
+    ) -> ChildFinish:
         result["assertion_result"] = assertions.assertion_result_json(assertion, outcome)
         result["verdict_summary"] = assertions.verdict_summary_json(assertion, outcome)
         base.verdict = outcome.outcome
@@ -161,28 +220,39 @@ class Executor:
         base.completed_at = base.completed_at or now_iso()
         vs = result["verdict_summary"]
         base.check_summary = {
-            "run_record_id": ctx.run["id"], "result_id": base.child_id, "status": base.status,
-            "outcome": base.verdict, "started_at": base.started_at, "completed_at": base.completed_at,
+            "run_record_id": ctx.run["id"],
+            "result_id": base.child_id,
+            "status": base.status,
+            "outcome": base.verdict,
+            "started_at": base.started_at,
+            "completed_at": base.completed_at,
             "duration_ms": ms_between(base.started_at, base.completed_at),
             "workflow_draft_fingerprint": fps.get("workflow_draft_fingerprint"),
             "block_execution_fingerprint": fps.get("block_execution_fingerprint"),
             "block_config_fingerprint": fps.get("block_execution_fingerprint"),
             "validity_fingerprint": planning.validity_fingerprint(
-                fps.get("block_execution_fingerprint", ""), fps.get("handle_inputs_fingerprint", ""), assertion),
+                fps.get("block_execution_fingerprint", ""), fps.get("handle_inputs_fingerprint", ""), assertion
+            ),
             "handle_inputs_fingerprint": fps.get("handle_inputs_fingerprint"),
-            "assertions_passed": vs.get("assertions_passed", 0), "assertions_failed": vs.get("assertions_failed", 0),
+            "assertions_passed": vs.get("assertions_passed", 0),
+            "assertions_failed": vs.get("assertions_failed", 0),
             "blocked_assertions": vs.get("blocked_assertions", 0),
         }
         return base
 
-    def _block_failure(self, ctx: RunContext, child: Row, base: ChildFinish, block: Row | None,
-                       err: EngineError | None) -> ChildFinish:
+    def _block_failure(
+        self, ctx: RunContext, child: Row, base: ChildFinish, block: Row | None, err: EngineError | None
+    ) -> ChildFinish:
         """Every pass failed. Experiments: the document errs. Evals: blocked (the block could not run),
         except when the server is misconfigured (no engine for the model): that is an error, not a verdict."""
         err = err or EngineError(kind="provider", code="no_output", message="No pass produced an output")
         base.completed_at = now_iso()
-        error = {"message": err.message, "error_code": err.code, "block_id": child["block_id"],
-                 "context": {"kind": err.kind, **err.details}}
+        error = {
+            "message": err.message,
+            "error_code": err.code,
+            "block_id": child["block_id"],
+            "context": {"kind": err.kind, **err.details},
+        }
         fps = self._fingerprints(ctx, block, child) if block else {}
         if ctx.kind == "experiment" or err.code == "model_not_configured":
             base.status = "error"
@@ -200,12 +270,24 @@ class Executor:
             return {}
         bfp = planning.block_execution_fingerprint(block["type"], block.get("config"))
         ifp = planning.handle_inputs_fingerprint(child.get("handle_inputs") or {})
-        return {"block_execution_fingerprint": bfp, "handle_inputs_fingerprint": ifp,
-                "workflow_draft_fingerprint": ctx.draft_fp,
-                "execution_fingerprint": planning.execution_fingerprint(bfp, ifp)}
+        return {
+            "block_execution_fingerprint": bfp,
+            "handle_inputs_fingerprint": ifp,
+            "workflow_draft_fingerprint": ctx.draft_fp,
+            "execution_fingerprint": planning.execution_fingerprint(bfp, ifp),
+        }
 
-    def _artifact(self, ctx: RunContext, child: Row, block: Row, n: int, inputs: dict[str, HandleValue],
-                  results: list[PassResult], record: dict[str, Any], first: PassOutput) -> dict[str, Any]:
+    def _artifact(
+        self,
+        ctx: RunContext,
+        child: Row,
+        block: Row,
+        n: int,
+        inputs: dict[str, HandleValue],
+        results: list[PassResult],
+        record: dict[str, Any],
+        first: PassOutput,
+    ) -> dict[str, Any]:
         config = block.get("config") or {}
         btype = block["type"]
         file_ref = _file_ref(child.get("handle_inputs") or {})
@@ -216,12 +298,21 @@ class Executor:
                 usage["completion_tokens"] += r.output.usage.completion_tokens
                 usage["total_tokens"] += r.output.usage.total_tokens
         body: dict[str, Any] = {
-            "id": new_id(ARTIFACT_PREFIX[btype]), "operation": OPERATION[btype], "file": file_ref,
-            "model": str(config.get("model") or first.model), "engine": first.engine, "n_consensus": n,
-            "instructions": config.get("instructions") or config.get("prompt"), "status": "completed",
-            "output": record["value"], "usage": usage, "created_at": now_iso(),
-            "consensus": {"choices": [r.output.output if r.output else None for r in results],
-                          "likelihoods": record["likelihoods"]},
+            "id": new_id(ARTIFACT_PREFIX[btype]),
+            "operation": OPERATION[btype],
+            "file": file_ref,
+            "model": str(config.get("model") or first.model),
+            "engine": first.engine,
+            "n_consensus": n,
+            "instructions": config.get("instructions") or config.get("prompt"),
+            "status": "completed",
+            "output": record["value"],
+            "usage": usage,
+            "created_at": now_iso(),
+            "consensus": {
+                "choices": [r.output.output if r.output else None for r in results],
+                "likelihoods": record["likelihoods"],
+            },
             "metadata": {"run_id": ctx.run["id"], "result_id": child["id"], "block_id": block["id"]},
         }
         if btype == "extract":
@@ -241,8 +332,11 @@ def _file_ref(handle_inputs: dict[str, Any]) -> dict[str, Any]:
     for payload in handle_inputs.values():
         if isinstance(payload, dict) and isinstance(payload.get("document"), dict):
             d = payload["document"]
-            return {"id": d.get("id") or d.get("original_id") or "", "filename": d.get("filename") or "",
-                    "mime_type": d.get("mime_type") or "application/octet-stream"}
+            return {
+                "id": d.get("id") or d.get("original_id") or "",
+                "filename": d.get("filename") or "",
+                "mime_type": d.get("mime_type") or "application/octet-stream",
+            }
     return {"id": "", "filename": "inputs.json", "mime_type": "application/json"}
 
 
@@ -254,8 +348,10 @@ def _routing(block: Row, value: Any) -> list[str]:
                 key = cat.get("handle_key") or str(cat["name"]).lower().replace(" ", "-")
                 return [f"output-file-{key}"]
     if block["type"] == "split" and isinstance(value, list):
-        keys = {s.get("name"): s.get("handle_key") or str(s.get("name")).lower().replace(" ", "-")
-                for s in config.get("subdocuments") or []}
+        keys = {
+            s.get("name"): s.get("handle_key") or str(s.get("name")).lower().replace(" ", "-")
+            for s in config.get("subdocuments") or []
+        }
         return [f"output-file-{keys.get(s.get('name'), s.get('name'))}" for s in value if isinstance(s, dict)]
     return []
 

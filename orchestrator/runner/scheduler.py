@@ -193,9 +193,13 @@ class Scheduler:
                     finish = await self.executor.execute(active.ctx, child)
                 except Exception as exc:  # an executor bug must not kill the worker or leave a child open
                     log.exception("child %s crashed", child["id"])
-                    finish = ChildFinish(child_id=child["id"], run_id=active.id, status="error",
-                                         error={"message": f"internal error: {exc!r}", "error_code": "internal"},
-                                         completed_at=now_iso())
+                    finish = ChildFinish(
+                        child_id=child["id"],
+                        run_id=active.id,
+                        status="error",
+                        error={"message": f"internal error: {exc!r}", "error_code": "internal"},
+                        completed_at=now_iso(),
+                    )
                 finally:
                     active.scopes.discard(scope)
                     active.in_flight -= 1

@@ -21,8 +21,16 @@ class CheckStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, *, prefix: str, workflow_id: str, block_id: str, name: str | None,
-                     source: dict[str, Any], assertion: dict[str, Any]) -> Row:
+    async def create(
+        self,
+        *,
+        prefix: str,
+        workflow_id: str,
+        block_id: str,
+        name: str | None,
+        source: dict[str, Any],
+        assertion: dict[str, Any],
+    ) -> Row:
         cid = new_id(prefix)
         ts = now_iso()
         async with self.db.transaction() as conn:
@@ -39,7 +47,7 @@ class CheckStore:
             raise NotFound(f"{noun} {check_id} not found", details={f"{noun.lower()}_id": check_id})
         return _check(row)
 
-    async def list(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
+    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
         where, params = ["workflow_id = ?"], [workflow_id]
         if block_id:
             where.append("block_id = ?")

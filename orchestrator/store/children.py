@@ -106,7 +106,10 @@ class ChildStore:
                 if st["status"] in ("pending", "queued"):
                     st["status"] = "running"
                 st["started_at"] = st["started_at"] or ts
-            finish_rows, artifact_rows, summary_rows, event_rows = [], [], [], []
+            finish_rows: list[tuple[Any, ...]] = []
+            artifact_rows: list[tuple[Any, ...]] = []
+            summary_rows: list[tuple[Any, ...]] = []
+            event_rows: list[tuple[Any, ...]] = []
             events: list[dict[str, Any]] = []
             async with conn.execute("SELECT coalesce(max(gseq), 0) AS g FROM events") as cur:
                 grow = await cur.fetchone()
@@ -119,9 +122,20 @@ class ChildStore:
                     continue
                 status[f.child_id] = f.status
                 touched.add(f.run_id)
-                finish_rows.append((f.status, f.verdict, f.score, dumps(f.error), dumps(f.result),
-                                    f.artifact["id"] if f.artifact else None, f.started_at, f.completed_at,
-                                    f.attempt, f.child_id))
+                finish_rows.append(
+                    (
+                        f.status,
+                        f.verdict,
+                        f.score,
+                        dumps(f.error),
+                        dumps(f.result),
+                        f.artifact["id"] if f.artifact else None,
+                        f.started_at,
+                        f.completed_at,
+                        f.attempt,
+                        f.child_id,
+                    )
+                )
                 st["c_running" if old == "running" else "c_queued"] -= 1
                 st[f"c_{f.status}"] += 1
                 if f.status == "completed" and f.verdict in ("passed", "failed", "blocked"):
@@ -131,18 +145,33 @@ class ChildStore:
                 for k, v in f.stats.items():
                     st["stats"][k] = int(st["stats"].get(k, 0)) + int(v)
                 if f.artifact:
-                    artifact_rows.append((f.artifact["id"], f.run_id, f.child_id, f.artifact["operation"],
-                                          dumps(f.artifact["body"]), f.completed_at))
+                    artifact_rows.append(
+                        (
+                            f.artifact["id"],
+                            f.run_id,
+                            f.child_id,
+                            f.artifact["operation"],
+                            dumps(f.artifact["body"]),
+                            f.completed_at,
+                        )
+                    )
                 if f.check_id and f.check_summary:
                     summary_rows.append((dumps(f.check_summary), f.verdict, f.check_id))
                 st["last_seq"] += 1
                 gseq += 1
-                child = {"id": f.child_id, "status": f.status, "verdict": f.verdict, "score": f.score,
-                         "check_id": f.check_id, "error": f.error}
+                child = {
+                    "id": f.child_id,
+                    "status": f.status,
+                    "verdict": f.verdict,
+                    "score": f.score,
+                    "check_id": f.check_id,
+                    "error": f.error,
+                }
                 body = {"run": state_of(st), "child": child}
                 event_rows.append((gseq, f.run_id, st["last_seq"], "child.finished", f.child_id, dumps(body), ts_now))
-                events.append({"gseq": gseq, "run_id": f.run_id, "seq": st["last_seq"], "type": "child.finished",
-                               "body": body})
+                events.append(
+                    {"gseq": gseq, "run_id": f.run_id, "seq": st["last_seq"], "type": "child.finished", "body": body}
+                )
             for rid in {s[1] for s in starts} - touched:
                 st = states.get(rid)
                 if st is None:
@@ -188,9 +217,21 @@ class ChildStore:
                 " c_error = ?, o_passed = ?, o_failed = ?, o_blocked = ?, score_sum = ?, stats_json = ?,"
                 " last_seq = ? WHERE id = ?",
                 [
-                    (st["status"], st["started_at"], st["c_queued"], st["c_running"], st["c_completed"],
-                     st["c_error"], st["o_passed"], st["o_failed"], st["o_blocked"], st["score_sum"],
-                     dumps(st["stats"]), st["last_seq"], rid)
+                    (
+                        st["status"],
+                        st["started_at"],
+                        st["c_queued"],
+                        st["c_running"],
+                        st["c_completed"],
+                        st["c_error"],
+                        st["o_passed"],
+                        st["o_failed"],
+                        st["o_blocked"],
+                        st["score_sum"],
+                        dumps(st["stats"]),
+                        st["last_seq"],
+                        rid,
+                    )
                     for rid, st in states.items()
                 ],
             )
@@ -207,7 +248,7 @@ class ChildStore:
                 "UPDATE children SET status = 'pending', started_at = NULL, attempt = attempt + 1"
                 " WHERE status IN ('queued','running')"
             )
-            n = cur.rowcount
+            n = int(cur.rowcount)
             await conn.execute(
                 "UPDATE runs SET c_pending = c_pending + c_queued + c_running, c_queued = 0, c_running = 0"
                 " WHERE status IN ('pending','queued','running')"
@@ -238,11 +279,12 @@ class ChildStore:
     async def by_check(self, run_id: str, check_id: str) -> Row:
         row = await self.db.fetchone("SELECT id FROM children WHERE run_id = ? AND check_id = ?", (run_id, check_id))
         if row is None:
-            raise NotFound(f"No result for test {check_id} in run {run_id}",
-                           details={"run_id": run_id, "test_id": check_id})
+            raise NotFound(
+                f"No result for test {check_id} in run {run_id}", details={"run_id": run_id, "test_id": check_id}
+            )
         return await self.get(row["id"])
 
-    async def list(self, run_id: str, req: PageRequest) -> Page:
+    async def list_page(self, run_id: str, req: PageRequest) -> Page:
         p = await page(self.db, "children", ["run_id = ?"], [run_id], req, sort="position")
         p.rows = [decode_child(r) for r in p.rows]
         return p

@@ -17,16 +17,32 @@ class EventStore:
             "SELECT gseq, run_id, seq, type, body_json FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit),
         )
-        return [{"gseq": r["gseq"], "run_id": r["run_id"], "seq": r["seq"], "type": r["type"],
-                 "body": loads(r["body_json"])} for r in rows]
+        return [
+            {
+                "gseq": r["gseq"],
+                "run_id": r["run_id"],
+                "seq": r["seq"],
+                "type": r["type"],
+                "body": loads(r["body_json"]),
+            }
+            for r in rows
+        ]
 
     async def all_after(self, after_gseq: int, limit: int = 1000) -> list[dict[str, Any]]:
         rows = await self.db.fetchall(
             "SELECT gseq, run_id, seq, type, body_json FROM events WHERE gseq > ? ORDER BY gseq LIMIT ?",
             (after_gseq, limit),
         )
-        return [{"gseq": r["gseq"], "run_id": r["run_id"], "seq": r["seq"], "type": r["type"],
-                 "body": loads(r["body_json"])} for r in rows]
+        return [
+            {
+                "gseq": r["gseq"],
+                "run_id": r["run_id"],
+                "seq": r["seq"],
+                "type": r["type"],
+                "body": loads(r["body_json"]),
+            }
+            for r in rows
+        ]
 
     async def first_seq(self, run_id: str) -> int | None:
         v = await self.db.scalar("SELECT min(seq) FROM events WHERE run_id = ?", (run_id,))

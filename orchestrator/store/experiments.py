@@ -29,16 +29,26 @@ class ExperimentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, *, workflow_id: str, block_id: str, name: str, n_consensus: int,
-                     documents: list[dict[str, Any]]) -> Row:
+    async def create(
+        self, *, workflow_id: str, block_id: str, name: str, n_consensus: int, documents: list[dict[str, Any]]
+    ) -> Row:
         eid = new_id("exp")
         ts = now_iso()
         async with self.db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO experiments(id, workflow_id, block_id, name, n_consensus, document_count,"
                 " documents_fingerprint, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (eid, workflow_id, block_id, name, n_consensus, len(documents), documents_fingerprint(documents),
-                 ts, ts),
+                (
+                    eid,
+                    workflow_id,
+                    block_id,
+                    name,
+                    n_consensus,
+                    len(documents),
+                    documents_fingerprint(documents),
+                    ts,
+                    ts,
+                ),
             )
             await self._insert_documents(conn, eid, documents)
         return await self.get(eid)
@@ -48,8 +58,14 @@ class ExperimentStore:
             "INSERT INTO experiment_documents(id, experiment_id, position, filename, handle_inputs_json,"
             " provenance_json) VALUES (?,?,?,?,?,?)",
             [
-                (new_id("expdoc"), experiment_id, i, document_filename(d.get("handle_inputs", {}), i),
-                 dumps(d.get("handle_inputs", {})), dumps(d.get("provenance")))
+                (
+                    new_id("expdoc"),
+                    experiment_id,
+                    i,
+                    document_filename(d.get("handle_inputs", {}), i),
+                    dumps(d.get("handle_inputs", {})),
+                    dumps(d.get("provenance")),
+                )
                 for i, d in enumerate(documents)
             ],
         )
@@ -60,15 +76,16 @@ class ExperimentStore:
             raise NotFound(f"Experiment {experiment_id} not found", details={"experiment_id": experiment_id})
         return row
 
-    async def list(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
+    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
         where, params = ["workflow_id = ?"], [workflow_id]
         if block_id:
             where.append("block_id = ?")
             params.append(block_id)
         return await page(self.db, "experiments", where, params, req)
 
-    async def update(self, experiment_id: str, *, name: str | None, n_consensus: int | None,
-                     documents: list[dict[str, Any]] | None) -> Row:
+    async def update(
+        self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: list[dict[str, Any]] | None
+    ) -> Row:
         await self.get(experiment_id)
         sets: dict[str, Any] = {}
         if name is not None:
@@ -109,8 +126,7 @@ class ExperimentStore:
         last = -1
         while True:
             rows = await self.db.fetchall(
-                "SELECT * FROM experiment_documents WHERE experiment_id = ? AND position > ? ORDER BY position"
-                " LIMIT ?",
+                "SELECT * FROM experiment_documents WHERE experiment_id = ? AND position > ? ORDER BY position LIMIT ?",
                 (experiment_id, last, page_size),
             )
             for r in rows:

@@ -17,8 +17,9 @@ class FileStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create_upload(self, *, filename: str, size_bytes: int, mime_type: str, sha256: str | None,
-                            ttl_s: int) -> Row:
+    async def create_upload(
+        self, *, filename: str, size_bytes: int, mime_type: str, sha256: str | None, ttl_s: int
+    ) -> Row:
         fid = new_id("file")
         ts = now_iso()
         expires = iso(now() + timedelta(seconds=ttl_s))
@@ -38,15 +39,17 @@ class FileStore:
 
     def _check_open(self, row: Row) -> None:
         if row["status"] != "complete" and parse_iso(row["expires_at"]) < now():
-            raise Gone(f"Upload session {row['id']} has expired", code="upload_expired",
-                       details={"file_id": row["id"], "expires_at": row["expires_at"]})
+            raise Gone(
+                f"Upload session {row['id']} has expired",
+                code="upload_expired",
+                details={"file_id": row["id"], "expires_at": row["expires_at"]},
+            )
 
     async def put_bytes(self, file_id: str, data: bytes) -> Row:
         row = await self.get(file_id, include_pending=True)
         self._check_open(row)
         if row["status"] == "complete":
-            raise Unprocessable("This upload is already complete", code="upload_complete",
-                                details={"file_id": file_id})
+            raise Unprocessable("This upload is already complete", code="upload_complete", details={"file_id": file_id})
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE files SET data = ?, status = 'uploaded', updated_at = ? WHERE id = ?",
@@ -61,18 +64,23 @@ class FileStore:
         self._check_open(row)
         data = await self.data(file_id, include_pending=True)
         if data is None:
-            raise Unprocessable("No bytes were uploaded for this file", code="upload_missing",
-                                details={"file_id": file_id})
+            raise Unprocessable(
+                "No bytes were uploaded for this file", code="upload_missing", details={"file_id": file_id}
+            )
         if len(data) != row["size_bytes"]:
             raise Unprocessable(
                 f"Uploaded {len(data)} bytes but the upload declared {row['size_bytes']}",
-                code="size_mismatch", details={"expected": row["size_bytes"], "received": len(data)},
+                code="size_mismatch",
+                details={"expected": row["size_bytes"], "received": len(data)},
             )
         digest = hashlib.sha256(data).hexdigest()
         for want in (row["sha256"], sha256):
             if want and want.lower() != digest:
-                raise Unprocessable("The uploaded bytes do not match the declared sha256", code="checksum_mismatch",
-                                    details={"expected": want, "received": digest})
+                raise Unprocessable(
+                    "The uploaded bytes do not match the declared sha256",
+                    code="checksum_mismatch",
+                    details={"expected": want, "received": digest},
+                )
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE files SET status = 'complete', sha256 = ?, page_count = ?, updated_at = ? WHERE id = ?",
@@ -99,8 +107,15 @@ class FileStore:
             )
         return await self.get(fid)
 
-    async def list(self, req: PageRequest, *, filename: str | None, mime_type: str | None,
-                   from_date: str | None, to_date: str | None) -> Page:
+    async def list_page(
+        self,
+        req: PageRequest,
+        *,
+        filename: str | None,
+        mime_type: str | None,
+        from_date: str | None,
+        to_date: str | None,
+    ) -> Page:
         where, params = ["status = 'complete'"], []
         if filename:
             where.append("filename LIKE ?")

@@ -32,14 +32,31 @@ def decode_run(row: Row) -> Row:
 
 def state_of(row: Row) -> dict[str, Any]:
     """The mutable part of a run, as carried by every feed event."""
-    keys = ("status", "total", "c_pending", "c_queued", "c_running", "c_completed", "c_error", "c_cancelled",
-            "o_passed", "o_failed", "o_blocked", "score", "started_at", "completed_at", "error", "cancel_reason",
-            "stats")
+    keys = (
+        "status",
+        "total",
+        "c_pending",
+        "c_queued",
+        "c_running",
+        "c_completed",
+        "c_error",
+        "c_cancelled",
+        "o_passed",
+        "o_failed",
+        "o_blocked",
+        "score",
+        "started_at",
+        "completed_at",
+        "error",
+        "cancel_reason",
+        "stats",
+    )
     return {k: row.get(k) for k in keys}
 
 
-async def append_event(conn: aiosqlite.Connection, run_id: str, type_: str, body: dict[str, Any],
-                       child_id: str | None = None) -> dict[str, Any]:
+async def append_event(
+    conn: aiosqlite.Connection, run_id: str, type_: str, body: dict[str, Any], child_id: str | None = None
+) -> dict[str, Any]:
     """Next per-run seq + a row in `events`, inside the caller's transaction."""
     async with conn.execute(
         "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (run_id,)
@@ -69,8 +86,9 @@ class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create_run(self, run: dict[str, Any], children: Sequence[dict[str, Any]] | None = None,
-                         *, experiment_id: str | None = None) -> tuple[Row, dict[str, Any]]:
+    async def create_run(
+        self, run: dict[str, Any], children: Sequence[dict[str, Any]] | None = None, *, experiment_id: str | None = None
+    ) -> tuple[Row, dict[str, Any]]:
         """Run row + every child row (pending) + event #1, in ONE transaction.
 
         Eval/test children come as a list; experiment children are copied straight from the
@@ -84,10 +102,26 @@ class RunStore:
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total, c_pending,"
                 " fingerprints_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run["id"], kind, run["workflow_id"], run["workflow_version_id"], run["workflow_name"],
-                 run.get("experiment_id"), run.get("block_id"), run.get("block_type"), run.get("check_id"),
-                 dumps(run.get("scope")), run.get("n_consensus"), "pending", run.get("trigger_type", "api"),
-                 run.get("seed", 0), 0, 0, dumps(run.get("fingerprints", {})), ts),
+                (
+                    run["id"],
+                    kind,
+                    run["workflow_id"],
+                    run["workflow_version_id"],
+                    run["workflow_name"],
+                    run.get("experiment_id"),
+                    run.get("block_id"),
+                    run.get("block_type"),
+                    run.get("check_id"),
+                    dumps(run.get("scope")),
+                    run.get("n_consensus"),
+                    "pending",
+                    run.get("trigger_type", "api"),
+                    run.get("seed", 0),
+                    0,
+                    0,
+                    dumps(run.get("fingerprints", {})),
+                    ts,
+                ),
             )
             if experiment_id is not None:
                 await conn.execute(
@@ -102,8 +136,16 @@ class RunStore:
                     "INSERT INTO children(id, run_id, position, check_id, block_id, block_type, status,"
                     " handle_inputs_json, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
                     [
-                        (new_id(prefix), run["id"], i, c.get("check_id"), c["block_id"], c["block_type"],
-                         dumps(c.get("handle_inputs", {})), ts)
+                        (
+                            new_id(prefix),
+                            run["id"],
+                            i,
+                            c.get("check_id"),
+                            c["block_id"],
+                            c["block_type"],
+                            dumps(c.get("handle_inputs", {})),
+                            ts,
+                        )
                         for i, c in enumerate(children or [])
                     ],
                 )
@@ -125,11 +167,16 @@ class RunStore:
             raise NotFound(f"{noun} {run_id} not found", details={"run_id": run_id})
         return decode_run(row)
 
-    async def list(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page:
+    async def list_page(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page:
         where = [f"kind IN ({','.join('?' * len(kinds))})"]
         params: list[Any] = list(kinds)
-        simple = {"workflow_id": "workflow_id", "experiment_id": "experiment_id", "block_id": "block_id",
-                  "check_id": "check_id", "trigger_type": "trigger_type"}
+        simple = {
+            "workflow_id": "workflow_id",
+            "experiment_id": "experiment_id",
+            "block_id": "block_id",
+            "check_id": "check_id",
+            "trigger_type": "trigger_type",
+        }
         for key, col in simple.items():
             if filters.get(key):
                 where.append(f"{col} = ?")
@@ -160,9 +207,7 @@ class RunStore:
         return p
 
     async def open_runs(self) -> list[Row]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM runs WHERE status IN ('pending','queued','running') ORDER BY n"
-        )
+        rows = await self.db.fetchall("SELECT * FROM runs WHERE status IN ('pending','queued','running') ORDER BY n")
         return [decode_run(r) for r in rows]
 
     async def set_status(self, run_id: str, status: str) -> dict[str, Any] | None:
@@ -183,8 +228,15 @@ class RunStore:
                 return None
             return await append_event(conn, run_id, "progress", {"run": await read_state(conn, run_id)})
 
-    async def finish(self, run_id: str, status: str, *, error: dict[str, Any] | None = None,
-                     reason: str | None = None, stats: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    async def finish(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        error: dict[str, Any] | None = None,
+        reason: str | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Terminal transition (also cancels any child still open). Idempotent: None if already terminal."""
         ts = now_iso()
         async with self.db.transaction() as conn:

@@ -21,8 +21,15 @@ class WorkflowStore:
         self.db = db
 
     # -- workflows
-    async def create_workflow(self, *, name: str, description: str, project_id: str | None,
-                              workflow_id: str | None = None, start_block_id: str | None = None) -> Row:
+    async def create_workflow(
+        self,
+        *,
+        name: str,
+        description: str,
+        project_id: str | None,
+        workflow_id: str | None = None,
+        start_block_id: str | None = None,
+    ) -> Row:
         wid = workflow_id or new_id("wf")
         ts = now_iso()
         async with self.db.transaction() as conn:
@@ -87,9 +94,20 @@ class WorkflowStore:
             await conn.execute(
                 "INSERT INTO blocks(id, workflow_id, type, label, position_x, position_y, width, height,"
                 " config_json, parent_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (bid, workflow_id, fields["type"], fields.get("label") or "", fields.get("position_x") or 0,
-                 fields.get("position_y") or 0, fields.get("width"), fields.get("height"),
-                 dumps(fields.get("config")), fields.get("parent_id"), ts, ts),
+                (
+                    bid,
+                    workflow_id,
+                    fields["type"],
+                    fields.get("label") or "",
+                    fields.get("position_x") or 0,
+                    fields.get("position_y") or 0,
+                    fields.get("width"),
+                    fields.get("height"),
+                    dumps(fields.get("config")),
+                    fields.get("parent_id"),
+                    ts,
+                    ts,
+                ),
             )
             await self.touch(conn, workflow_id, ts)
         return await self.get_block(bid)
@@ -150,8 +168,16 @@ class WorkflowStore:
             await conn.execute(
                 "INSERT INTO edges(id, workflow_id, source_block, target_block, source_handle, target_handle,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                (eid, workflow_id, fields["source_block"], fields["target_block"], fields.get("source_handle"),
-                 fields.get("target_handle"), ts, ts),
+                (
+                    eid,
+                    workflow_id,
+                    fields["source_block"],
+                    fields["target_block"],
+                    fields.get("source_handle"),
+                    fields.get("target_handle"),
+                    ts,
+                    ts,
+                ),
             )
             await self.touch(conn, workflow_id, ts)
         return await self.get_edge(eid)
@@ -162,8 +188,9 @@ class WorkflowStore:
             raise NotFound(f"Edge {edge_id} not found", details={"edge_id": edge_id})
         return row
 
-    async def list_edges(self, workflow_id: str, req: PageRequest, *, source_block: str | None,
-                         target_block: str | None) -> Page:
+    async def list_edges(
+        self, workflow_id: str, req: PageRequest, *, source_block: str | None, target_block: str | None
+    ) -> Page:
         await self.get_workflow(workflow_id)
         where, params = ["workflow_id = ?"], [workflow_id]
         if source_block:

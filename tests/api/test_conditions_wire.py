@@ -140,9 +140,7 @@ def test_method_enum_leniency_and_default() -> None:
 
 def test_sdk_enum_members_accepted() -> None:
     evals = pytest.importorskip("retab.types.workflows.evals")
-    out = validate_assertion(
-        body({"kind": "length_compare", "op": evals.LengthCompareConditionOp.GTE, "expected": 1})
-    )
+    out = validate_assertion(body({"kind": "length_compare", "op": evals.LengthCompareConditionOp.GTE, "expected": 1}))
     assert out["condition"]["op"] == "gte"
 
 

@@ -503,9 +503,7 @@ def test_assertion_result_json_shape() -> None:
         ({"kind": "starts_with", "expected": "x"}, "blocked", (0, 0, 1), ["assert_abc123abc123"]),
     ],
 )
-def test_verdict_summary(
-    condition: dict[str, Any], outcome: str, counts: tuple[int, int, int], ids: list[str]
-) -> None:
+def test_verdict_summary(condition: dict[str, Any], outcome: str, counts: tuple[int, int, int], ids: list[str]) -> None:
     assertion = spec(condition, "total")
     result = evaluate(assertion, OUTPUTS)
     assert result.outcome == outcome

@@ -373,6 +373,4 @@ def _perturbed_passes(draw: st.DrawFn) -> list[Any]:
 @given(passes=_perturbed_passes(), data=st.data())
 def test_permutation_invariance_of_aligned_lists(passes: list[Any], data: st.DataObject) -> None:
     order = data.draw(st.permutations(range(len(passes))))
-    assert _core(reduce_passes("extract", passes)) == _core(
-        reduce_passes("extract", [passes[i] for i in order])
-    )
+    assert _core(reduce_passes("extract", passes)) == _core(reduce_passes("extract", [passes[i] for i in order]))

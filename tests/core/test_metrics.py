@@ -133,9 +133,7 @@ def test_summary_classifier_confusion() -> None:
         include_prior=True,
     )
     assert view["aggregate"]["diag"] == {"invoice": pytest.approx(5 / 6), "receipt": pytest.approx(2 / 3)}
-    assert view["aggregate"]["flows"] == [
-        {"source": "invoice", "target": "receipt", "score": pytest.approx(1 / 6)}
-    ]
+    assert view["aggregate"]["flows"] == [{"source": "invoice", "target": "receipt", "score": pytest.approx(1 / 6)}]
     assert view["score"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
 
 
@@ -184,9 +182,7 @@ def test_by_document_classifier_has_confusion() -> None:
         "diag": {"a": pytest.approx(2 / 3)},
         "flows": [{"source": "a", "target": "b", "score": pytest.approx(THIRD)}],
     }
-    assert view["targets"] == [
-        {"path": "category", "score": pytest.approx(2 / 3), "prior_score": None, "value": "a"}
-    ]
+    assert view["targets"] == [{"path": "category", "score": pytest.approx(2 / 3), "prior_score": None, "value": "a"}]
 
 
 def test_by_target_extract_with_prior_over_iterator() -> None:
@@ -225,12 +221,8 @@ def test_by_target_classifier_category_label() -> None:
 
 
 def test_by_target_split_subdocument() -> None:
-    record = reduce_passes(
-        "split", [[{"name": "inv", "pages": [1, 2]}]] * 2 + [[{"name": "inv", "pages": [1]}]]
-    )
-    view = by_target_view(
-        run_id="r", target="inv", docs=[DocRecord("d", "d.pdf", record)], include_prior=True
-    )
+    record = reduce_passes("split", [[{"name": "inv", "pages": [1, 2]}]] * 2 + [[{"name": "inv", "pages": [1]}]])
+    view = by_target_view(run_id="r", target="inv", docs=[DocRecord("d", "d.pdf", record)], include_prior=True)
     assert view["documents"][0]["value"] == [1, 2]
     assert view["score"] == pytest.approx((1 + 2 / 3) / 2)
     assert view["confusion"]["self"] == pytest.approx((1 + 2 / 3) / 2)

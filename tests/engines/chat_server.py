@@ -36,9 +36,7 @@ def answer(content: Any, *, usage: dict[str, int] | None = None, finish_reason: 
     body: dict[str, Any] = {
         "id": "chatcmpl-test",
         "object": "chat.completion",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
     }
     if usage is not None:
         body["usage"] = usage

@@ -105,9 +105,7 @@ async def test_extract_uses_strict_json_schema(server: ChatServer, engine: OpenA
     assert "Invoice 42" in user_text(seen.body)
 
 
-async def test_json_schema_rejected_falls_back_to_json_object(
-    server: ChatServer, engine: OpenAIEngine
-) -> None:
+async def test_json_schema_rejected_falls_back_to_json_object(server: ChatServer, engine: OpenAIEngine) -> None:
     def picky(body: dict[str, Any]) -> Reply:
         if body["response_format"]["type"] == "json_schema":
             return error(400, "response_format type 'json_schema' is not supported by this model")
@@ -236,9 +234,7 @@ async def test_split(server: ChatServer, engine: OpenAIEngine) -> None:
         {"name": "invoice", "pages": [5]},  # not multiple: merged into the first invoice
     ]
     server.script(answer({"splits": splits}))
-    out = await engine.run_pass(
-        request("split", subdocuments=subdocs, inputs={"input-file-0": doc(*"abcde")})
-    )
+    out = await engine.run_pass(request("split", subdocuments=subdocs, inputs={"input-file-0": doc(*"abcde")}))
     assert out.output == [
         {"name": "invoice", "pages": [1, 2, 5]},
         {"name": "receipt", "pages": [3]},
@@ -266,9 +262,7 @@ async def test_usage_model_override_and_json_inputs(server: ChatServer) -> None:
     eng = OpenAIEngine(base_url=server.base_url, api_key=None, model_override="served-model")
     usage = {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
     server.script(answer({"invoice_number": "1", "total": 2}, usage=usage))
-    out = await eng.run_pass(
-        request(inputs={"input-json-po": JsonInput({"po": "PO-9"})}, reasoning_effort="low")
-    )
+    out = await eng.run_pass(request(inputs={"input-json-po": JsonInput({"po": "PO-9"})}, reasoning_effort="low"))
     await eng.aclose()
     assert out.usage == Usage(prompt_tokens=120, completion_tokens=30, total_tokens=150)
     assert out.model == "gpt-test"

@@ -112,9 +112,7 @@ async def test_sync_function_runs_in_a_worker_thread(mod: str) -> None:
     assert engine.load(f"python:{mod}:extract") is engine.load(f"python:{mod}:extract")
 
 
-@pytest.mark.parametrize(
-    ("attr", "expected"), [("aextract", {"async": True, "pass": 1}), ("Rules.classify", None)]
-)
+@pytest.mark.parametrize(("attr", "expected"), [("aextract", {"async": True, "pass": 1}), ("Rules.classify", None)])
 async def test_async_and_nested_functions(mod: str, attr: str, expected: Any) -> None:
     out = await PythonEngine().run_pass(request(f"python:{mod}:{attr}", pass_index=1))
     assert out.output == (expected or {"category": "invoice", "reasoning": "rules"})
@@ -177,9 +175,7 @@ async def test_engine_error_from_the_function_passes_through(mod: str) -> None:
 )
 async def test_judge(mod: str, value: str, expected_label: str | None, label: str, passed: bool) -> None:
     answer = await PythonEngine().judge(
-        JudgeRequest(
-            config={"model": f"python:{mod}:extract"}, rubric="R", value=value, expected_label=expected_label
-        )
+        JudgeRequest(config={"model": f"python:{mod}:extract"}, rubric="R", value=value, expected_label=expected_label)
     )
     assert (answer.label, answer.passed, answer.engine) == (label, passed, "python")
 
@@ -193,8 +189,6 @@ async def test_judge_errors(make_module: Any, mod: str) -> None:
     assert (info.value.kind, info.value.code) == ("config", "judge_not_supported")
     with pytest.raises(EngineError) as info:
         await PythonEngine().judge(
-            JudgeRequest(
-                config={"model": f"python:{mod}:extract"}, rubric="R", value="junk", expected_label=None
-            )
+            JudgeRequest(config={"model": f"python:{mod}:extract"}, rubric="R", value="junk", expected_label=None)
         )
     assert info.value.code == "python_function_error"

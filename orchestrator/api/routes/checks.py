@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from orchestrator.api.http import json_response, no_content, page_json, page_request, parse_body, q, q_required
+from orchestrator.api.http import (
+    json_response,
+    no_content,
+    page_json,
+    page_request,
+    parse_body,
+    q,
+    q_required,
+)
 from orchestrator.api.routes.workflows import svc
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
@@ -16,7 +24,7 @@ routes = web.RouteTableDef()
 async def _list(request: web.Request, dialect: str, workflow_id: str) -> web.Response:
     s = svc(request)
     await s.store.workflows.get_workflow(workflow_id)
-    p = await s.store.checks.list(workflow_id, page_request(request, 50), block_id=q(request, "target_block_id"))
+    p = await s.store.checks.list_page(workflow_id, page_request(request, 50), block_id=q(request, "target_block_id"))
     return json_response(page_json(p, [render.check(r, dialect) for r in p.rows]))
 
 
@@ -68,21 +76,24 @@ async def create_nested(request: web.Request) -> web.Response:
 
 @routes.get("/v1/workflows/{workflow_id}/tests/{test_id}")
 async def get_nested(request: web.Request) -> web.Response:
-    row = await svc(request).store.checks.get(request.match_info["test_id"], request.match_info["workflow_id"],
-                                              noun="Test")
+    row = await svc(request).store.checks.get(
+        request.match_info["test_id"], request.match_info["workflow_id"], noun="Test"
+    )
     return _out(row, "test")
 
 
 @routes.patch("/v1/workflows/{workflow_id}/tests/{test_id}")
 async def update_nested(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.UpdateCheck)
-    row = await svc(request).update_check(request.match_info["test_id"], body, request.match_info["workflow_id"],
-                                          noun="Test")
+    row = await svc(request).update_check(
+        request.match_info["test_id"], body, request.match_info["workflow_id"], noun="Test"
+    )
     return _out(row, "test")
 
 
 @routes.delete("/v1/workflows/{workflow_id}/tests/{test_id}")
 async def delete_nested(request: web.Request) -> web.Response:
-    await svc(request).store.checks.delete(request.match_info["test_id"], request.match_info["workflow_id"],
-                                           noun="Test")
+    await svc(request).store.checks.delete(
+        request.match_info["test_id"], request.match_info["workflow_id"], noun="Test"
+    )
     return no_content()

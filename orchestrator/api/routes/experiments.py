@@ -28,8 +28,14 @@ from orchestrator.errors import NotFound, Unprocessable
 from orchestrator.store.db import Row
 
 routes = web.RouteTableDef()
-PUBLIC_STATUS = {"pending": "processing", "queued": "processing", "running": "processing",
-                 "completed": "completed", "error": "failed", "cancelled": "cancelled"}
+PUBLIC_STATUS = {
+    "pending": "processing",
+    "queued": "processing",
+    "running": "processing",
+    "completed": "completed",
+    "error": "failed",
+    "cancelled": "cancelled",
+}
 
 
 async def experiment_json(s: Services, exp: Row) -> dict[str, Any]:
@@ -52,27 +58,44 @@ async def experiment_json(s: Services, exp: Row) -> dict[str, Any]:
     else:
         reasons = ["no_baseline"]
     in_flight = last is not None and last["status"] in ("pending", "queued", "running")
-    plan = "conflict" if in_flight else ("noop" if state == "fresh" and last and last["status"] == "completed"
-                                         else "run")
+    plan = (
+        "conflict" if in_flight else ("noop" if state == "fresh" and last and last["status"] == "completed" else "run")
+    )
     return {
-        "id": exp["id"], "object": "experiment", "workflow_id": exp["workflow_id"], "block_id": exp["block_id"],
-        "block_type": (block or {}).get("type", "extract"), "name": exp["name"], "n_consensus": exp["n_consensus"],
-        "document_count": exp["document_count"], "last_run_id": exp["last_run_id"],
-        "created_at": exp["created_at"], "updated_at": exp["updated_at"],
+        "id": exp["id"],
+        "object": "experiment",
+        "workflow_id": exp["workflow_id"],
+        "block_id": exp["block_id"],
+        "block_type": (block or {}).get("type", "extract"),
+        "name": exp["name"],
+        "n_consensus": exp["n_consensus"],
+        "document_count": exp["document_count"],
+        "last_run_id": exp["last_run_id"],
+        "created_at": exp["created_at"],
+        "updated_at": exp["updated_at"],
         "status": PUBLIC_STATUS.get(last["status"], "draft") if last else "draft",
-        "score": last.get("score") if last else None, "is_stale": state == "stale",
-        "freshness": {"status": state, "reasons": reasons, "validity_fingerprint": bfp, "input_fingerprint": dfp,
-                      "baseline_run_id": last["id"] if last else None},
-        "freshness_state": state, "freshness_reasons": reasons, "run_plan_mode": plan,
+        "score": last.get("score") if last else None,
+        "is_stale": state == "stale",
+        "freshness": {
+            "status": state,
+            "reasons": reasons,
+            "validity_fingerprint": bfp,
+            "input_fingerprint": dfp,
+            "baseline_run_id": last["id"] if last else None,
+        },
+        "freshness_state": state,
+        "freshness_reasons": reasons,
+        "run_plan_mode": plan,
         "rerunnable_document_count": 0 if plan in ("noop", "conflict") else exp["document_count"],
         "plan_token": metrics_validity_fingerprint(bfp, dfp) if bfp else None,
-        "schema_drift": "unknown", "drift": {"status": "unknown", "affected_targets": []},
+        "schema_drift": "unknown",
+        "drift": {"status": "unknown", "affected_targets": []},
     }
 
 
 @routes.get("/v1/workflows/experiments/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    p = await svc(request).store.runs.list(("experiment",), page_request(request, 20), run_filters(request, "_"))
+    p = await svc(request).store.runs.list_page(("experiment",), page_request(request, 20), run_filters(request, "_"))
     return json_response(page_json(p, [render.experiment_run(r) for r in p.rows]))
 
 
@@ -84,22 +107,24 @@ async def create_run(request: web.Request) -> web.Response:
 
 @routes.get("/v1/workflows/experiments/runs/{run_id}")
 async def get_run(request: web.Request) -> web.Response:
-    return json_response(render.experiment_run(await svc(request).store.runs.get(request.match_info["run_id"],
-                                                                               "experiment")))
+    return json_response(
+        render.experiment_run(await svc(request).store.runs.get(request.match_info["run_id"], "experiment"))
+    )
 
 
 @routes.post("/v1/workflows/experiments/runs/{run_id}/cancel")
 async def cancel_run(request: web.Request) -> web.Response:
     row = await svc(request).cancel_experiment_run(request.match_info["run_id"])
-    return json_response({"id": row["id"], "lifecycle": render.lifecycle(row["status"], row.get("error"),
-                                                                         row.get("cancel_reason"))})
+    return json_response(
+        {"id": row["id"], "lifecycle": render.lifecycle(row["status"], row.get("error"), row.get("cancel_reason"))}
+    )
 
 
 @routes.get("/v1/workflows/experiments/results")
 async def list_results(request: web.Request) -> web.Response:
     s = svc(request)
     run = await s.store.runs.get(q_required(request, "run_id"), "experiment")
-    p = await s.store.children.list(run["id"], page_request(request, 100))
+    p = await s.store.children.list_page(run["id"], page_request(request, 100))
     for c in p.rows:
         c["experiment_id"] = run["experiment_id"]
     return json_response(page_json(p, [render.experiment_result(c) for c in p.rows]))
@@ -125,8 +150,12 @@ async def _doc_records(s: Services, run: Row, prior: Row | None) -> AsyncIterato
             prior_records = await s.store.children.records_for_documents(prior["id"], [r["document_id"] for r in rows])
         for r in rows:
             record = (r.get("result") or {}).get("consensus") if r["status"] == "completed" else None
-            yield metrics.DocRecord(document_id=r["document_id"], filename=names.get(r["document_id"], ""),
-                                    record=record, prior=prior_records.get(r["document_id"]))
+            yield metrics.DocRecord(
+                document_id=r["document_id"],
+                filename=names.get(r["document_id"], ""),
+                record=record,
+                prior=prior_records.get(r["document_id"]),
+            )
         if len(rows) < 1000:
             return
         after = rows[-1]["position"]
@@ -145,42 +174,70 @@ async def get_metrics(request: web.Request) -> web.Response:
     s = svc(request)
     view = q(request, "view", "summary")
     if view not in ("summary", "by_document", "by_target", "votes"):
-        raise Unprocessable("`view` must be summary, by_document, by_target or votes", details={"errors": [
-            {"loc": ["query", "view"], "msg": "unknown view", "type": "enum"}]})
+        raise Unprocessable(
+            "`view` must be summary, by_document, by_target or votes",
+            details={"errors": [{"loc": ["query", "view"], "msg": "unknown view", "type": "enum"}]},
+        )
     document_id = q_required(request, "document_id") if view in ("by_document", "votes") else None
     target = q_required(request, "target_path") if view in ("by_target", "votes") else None
     run = await s.store.runs.get(q_required(request, "run_id"), "experiment")
     exp = await s.store.experiments.get(run["experiment_id"])
     _, bfp, dfp = await s.current_fingerprints(exp)
     fps = run.get("fingerprints") or {}
-    reasons = ([] if fps.get("block_execution_fingerprint") == bfp else ["config_changed"]) + \
-        ([] if fps.get("documents_fingerprint") == dfp else ["documents_changed"])
+    reasons = ([] if fps.get("block_execution_fingerprint") == bfp else ["config_changed"]) + (
+        [] if fps.get("documents_fingerprint") == dfp else ["documents_changed"]
+    )
     if reasons:
-        return json_response({
-            "kind": "stale_metrics", "view": view, "error": "stale_metrics", "experiment_id": exp["id"],
-            "stale_reasons": reasons, "current_block_execution_fingerprint": bfp, "current_config_fingerprint": bfp,
-            "last_run": {"run_id": run["id"], "block_execution_fingerprint": fps.get("block_execution_fingerprint"),
-                         "definition_fingerprint": fps.get("block_execution_fingerprint"),
-                         "score": run.get("score"), "created_at": run["created_at"]},
-            "message": "The block config or the document set changed since this run; run the experiment again.",
-        })
+        return json_response(
+            {
+                "kind": "stale_metrics",
+                "view": view,
+                "error": "stale_metrics",
+                "experiment_id": exp["id"],
+                "stale_reasons": reasons,
+                "current_block_execution_fingerprint": bfp,
+                "current_config_fingerprint": bfp,
+                "last_run": {
+                    "run_id": run["id"],
+                    "block_execution_fingerprint": fps.get("block_execution_fingerprint"),
+                    "definition_fingerprint": fps.get("block_execution_fingerprint"),
+                    "score": run.get("score"),
+                    "created_at": run["created_at"],
+                },
+                "message": "The block config or the document set changed since this run; run the experiment again.",
+            }
+        )
     if run["c_completed"] == 0:
-        return json_response({"kind": "no_metrics", "view": view, "error": "no_metrics", "experiment_id": exp["id"],
-                              "message": f"Run {run['id']} has no completed results to score yet."})
+        return json_response(
+            {
+                "kind": "no_metrics",
+                "view": view,
+                "error": "no_metrics",
+                "experiment_id": exp["id"],
+                "message": f"Run {run['id']} has no completed results to score yet.",
+            }
+        )
     include = q_bool(request, "include_prior", True)
     prior = await _prior(s, run, include, q(request, "prior_run_id"))
     if view == "summary":
         docs = [d async for d in _doc_records(s, run, prior)]
-        body = metrics.summary_view(experiment_id=exp["id"], run_id=run["id"], block_type=run["block_type"],
-                                    block_execution_fingerprint=fps.get("block_execution_fingerprint"), docs=docs,
-                                    total_document_count=run["total"],
-                                    prior_run_id=prior["id"] if prior else None, include_prior=include)
+        body = metrics.summary_view(
+            experiment_id=exp["id"],
+            run_id=run["id"],
+            block_type=run["block_type"],
+            block_execution_fingerprint=fps.get("block_execution_fingerprint"),
+            docs=docs,
+            total_document_count=run["total"],
+            prior_run_id=prior["id"] if prior else None,
+            include_prior=include,
+        )
         body["definition_fingerprint"] = fps.get("block_execution_fingerprint")
         return json_response(body)
     if view == "by_target":
         docs = [d async for d in _doc_records(s, run, prior)]
-        return json_response(metrics.by_target_view(run_id=run["id"], target=str(target), docs=docs,
-                                                     include_prior=include))
+        return json_response(
+            metrics.by_target_view(run_id=run["id"], target=str(target), docs=docs, include_prior=include)
+        )
     doc = await _one_doc(s, run, prior, str(document_id))
     if view == "by_document":
         return json_response(metrics.by_document_view(run_id=run["id"], doc=doc, include_prior=include))
@@ -193,8 +250,12 @@ async def _one_doc(s: Services, run: Row, prior: Row | None, document_id: str) -
         raise NotFound(f"Document {document_id} is not part of run {run['id']}")
     record = await s.store.children.records_for_documents(run["id"], [document_id])
     prior_record = await s.store.children.records_for_documents(prior["id"], [document_id]) if prior else {}
-    return metrics.DocRecord(document_id=document_id, filename=document["filename"], record=record.get(document_id),
-                             prior=prior_record.get(document_id))
+    return metrics.DocRecord(
+        document_id=document_id,
+        filename=document["filename"],
+        record=record.get(document_id),
+        prior=prior_record.get(document_id),
+    )
 
 
 @routes.get("/v1/workflows/artifacts/{artifact_id}")
@@ -206,8 +267,9 @@ async def get_artifact(request: web.Request) -> web.Response:
 @routes.get("/v1/workflows/artifacts")
 async def list_artifacts(request: web.Request) -> web.Response:
     s = svc(request)
-    p = await s.store.children.list_artifacts(page_request(request, 100), run_id=q(request, "run_id"),
-                                              operation=q(request, "operation"))
+    p = await s.store.children.list_artifacts(
+        page_request(request, 100), run_id=q(request, "run_id"), operation=q(request, "operation")
+    )
     return json_response(page_json(p, [r["body"] for r in p.rows]))
 
 
@@ -217,7 +279,7 @@ async def list_experiments(request: web.Request) -> web.Response:
     s = svc(request)
     wid = q_required(request, "workflow_id")
     await s.store.workflows.get_workflow(wid)
-    p = await s.store.experiments.list(wid, page_request(request, 50), block_id=q(request, "block_id"))
+    p = await s.store.experiments.list_page(wid, page_request(request, 50), block_id=q(request, "block_id"))
     return json_response(page_json(p, [await experiment_json(s, r) for r in p.rows]))
 
 
@@ -238,8 +300,7 @@ async def get_experiment(request: web.Request) -> web.Response:
 async def update_experiment(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.UpdateExperiment)
     s = svc(request)
-    return json_response(await experiment_json(s, await s.update_experiment(request.match_info["experiment_id"],
-                                                                            body)))
+    return json_response(await experiment_json(s, await s.update_experiment(request.match_info["experiment_id"], body)))
 
 
 @routes.delete("/v1/workflows/experiments/{experiment_id}")
@@ -253,5 +314,9 @@ async def list_documents(request: web.Request) -> web.Response:
     s = svc(request)
     await s.store.experiments.get(request.match_info["experiment_id"])
     docs = await s.store.experiments.documents(request.match_info["experiment_id"])
-    return json_response({"data": [{"id": d["id"], "filename": d["filename"], "handle_inputs": d["handle_inputs"]}
-                                   for d in docs], "list_metadata": {"before": None, "after": None}})
+    return json_response(
+        {
+            "data": [{"id": d["id"], "filename": d["filename"], "handle_inputs": d["handle_inputs"]} for d in docs],
+            "list_metadata": {"before": None, "after": None},
+        }
+    )

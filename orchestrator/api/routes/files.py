@@ -27,15 +27,25 @@ async def create_upload(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CreateUpload)
     s = svc(request)
     mime = body.content_type or mimetypes.guess_type(body.filename)[0] or "application/octet-stream"
-    row = await s.store.files.create_upload(filename=body.filename, size_bytes=body.size_bytes, mime_type=mime,
-                                            sha256=body.sha256, ttl_s=s.settings.upload_ttl_s)
+    row = await s.store.files.create_upload(
+        filename=body.filename,
+        size_bytes=body.size_bytes,
+        mime_type=mime,
+        sha256=body.sha256,
+        ttl_s=s.settings.upload_ttl_s,
+    )
     base = str(request.url.origin())
     url = f"{base}/v1/files/upload/{row['id']}/content?sig={_sig(request, row['id'])}"
-    return json_response({
-        "file_id": row["id"], "upload_url": url, "upload_method": "PUT",
-        "upload_headers": {"Content-Type": mime}, "expires_at": row["expires_at"],
-        "mime_data": {"filename": row["filename"], "url": f"{base}/v1/files/{row['id']}/download"},
-    })
+    return json_response(
+        {
+            "file_id": row["id"],
+            "upload_url": url,
+            "upload_method": "PUT",
+            "upload_headers": {"Content-Type": mime},
+            "expires_at": row["expires_at"],
+            "mime_data": {"filename": row["filename"], "url": f"{base}/v1/files/{row['id']}/download"},
+        }
+    )
 
 
 @routes.put("/v1/files/upload/{file_id}/content")
@@ -53,15 +63,26 @@ async def complete(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CompleteUpload)
     row = await svc(request).store.files.complete(request.match_info["file_id"], body.sha256)
     base = str(request.url.origin())
-    return json_response({"id": row["id"], "filename": row["filename"], "mime_type": row["mime_type"],
-                          "url": f"{base}/v1/files/{row['id']}/download", "size_bytes": row["size_bytes"]})
+    return json_response(
+        {
+            "id": row["id"],
+            "filename": row["filename"],
+            "mime_type": row["mime_type"],
+            "url": f"{base}/v1/files/{row['id']}/download",
+            "size_bytes": row["size_bytes"],
+        }
+    )
 
 
 @routes.get("/v1/files")
 async def list_files(request: web.Request) -> web.Response:
-    p = await svc(request).store.files.list(page_request(request, 10), filename=q(request, "filename"),
-                                            mime_type=q(request, "mime_type"), from_date=q_date(request, "from_date"),
-                                            to_date=q_date(request, "to_date"))
+    p = await svc(request).store.files.list_page(
+        page_request(request, 10),
+        filename=q(request, "filename"),
+        mime_type=q(request, "mime_type"),
+        from_date=q_date(request, "from_date"),
+        to_date=q_date(request, "to_date"),
+    )
     return json_response(page_json(p, [render.file(r) for r in p.rows]))
 
 
@@ -74,8 +95,9 @@ async def get_file(request: web.Request) -> web.Response:
 async def download_link(request: web.Request) -> web.Response:
     row = await svc(request).store.files.get(request.match_info["file_id"])
     base = str(request.url.origin())
-    return json_response({"download_url": f"{base}/v1/files/{row['id']}/download", "expires_in": "1h",
-                          "filename": row["filename"]})
+    return json_response(
+        {"download_url": f"{base}/v1/files/{row['id']}/download", "expires_in": "1h", "filename": row["filename"]}
+    )
 
 
 @routes.get("/v1/files/{file_id}/download")
@@ -83,5 +105,8 @@ async def download(request: web.Request) -> web.Response:
     s = svc(request)
     row = await s.store.files.get(request.match_info["file_id"])
     data = await s.store.files.data(row["id"])
-    return web.Response(body=data or b"", content_type=row["mime_type"],
-                        headers={"Content-Disposition": f'attachment; filename="{row["filename"]}"'})
+    return web.Response(
+        body=data or b"",
+        content_type=row["mime_type"],
+        headers={"Content-Disposition": f'attachment; filename="{row["filename"]}"'},
+    )

@@ -31,20 +31,29 @@ def run_filters(request: web.Request, check_key: str) -> dict[str, Any]:
     excluded = q_list(request, "exclude_status") + q_list(request, "exclude_statuses")
     bad = [s for s in statuses + excluded if s not in STATUSES]
     if bad:
-        raise Unprocessable(f"Unknown status {bad[0]!r}", details={"errors": [
-            {"loc": ["query", "status"], "msg": f"must be one of {sorted(STATUSES)}", "type": "enum"}]})
+        raise Unprocessable(
+            f"Unknown status {bad[0]!r}",
+            details={
+                "errors": [{"loc": ["query", "status"], "msg": f"must be one of {sorted(STATUSES)}", "type": "enum"}]
+            },
+        )
     return {
-        "workflow_id": q(request, "workflow_id"), "check_id": q(request, check_key),
-        "experiment_id": q(request, "experiment_id"), "block_id": q(request, "block_id"),
-        "target_block_id": q(request, "target_block_id"), "statuses": statuses, "exclude_statuses": excluded,
+        "workflow_id": q(request, "workflow_id"),
+        "check_id": q(request, check_key),
+        "experiment_id": q(request, "experiment_id"),
+        "block_id": q(request, "block_id"),
+        "target_block_id": q(request, "target_block_id"),
+        "statuses": statuses,
+        "exclude_statuses": excluded,
         "trigger_types": q_list(request, "trigger_type") + q_list(request, "trigger_types"),
-        "from_date": q_date(request, "from_date"), "to_date": q_date(request, "to_date"),
+        "from_date": q_date(request, "from_date"),
+        "to_date": q_date(request, "to_date"),
     }
 
 
 async def _results(request: web.Request, run: Row) -> web.Response:
     s = svc(request)
-    p = await s.store.children.list(run["id"], page_request(request, 20))
+    p = await s.store.children.list_page(run["id"], page_request(request, 20))
     checks = {c["id"]: c for c in await s.store.checks.for_scope(run["workflow_id"], check_id=None, block_id=None)}
     items = []
     for child in p.rows:
@@ -84,13 +93,16 @@ for kind, check_key in (("eval", "eval_id"), ("test", "test_id")):
 
         @routes.get(base + "/runs")
         async def list_runs(request: web.Request) -> web.Response:
-            p = await svc(request).store.runs.list(kinds, page_request(request, 50), run_filters(request, check_key))
+            p = await svc(request).store.runs.list_page(
+                kinds, page_request(request, 50), run_filters(request, check_key)
+            )
             return json_response(page_json(p, [render.eval_run(r) for r in p.rows]))
 
         @routes.get(base + "/runs/{run_id}")
         async def get_run(request: web.Request) -> web.Response:
-            return json_response(render.eval_run(await svc(request).store.runs.get(request.match_info["run_id"],
-                                                                                 kinds)))
+            return json_response(
+                render.eval_run(await svc(request).store.runs.get(request.match_info["run_id"], kinds))
+            )
 
         @routes.post(base + "/runs/{run_id}/cancel")
         async def cancel_run(request: web.Request) -> web.Response:
@@ -115,8 +127,12 @@ def _query_n(request: web.Request) -> int | None:
     if raw is None:
         return None
     if raw not in ("3", "5", "7"):
-        raise Unprocessable("n_consensus must be 3, 5 or 7", details={"errors": [
-            {"loc": ["query", "n_consensus"], "msg": "must be 3, 5 or 7", "type": "literal_error"}]})
+        raise Unprocessable(
+            "n_consensus must be 3, 5 or 7",
+            details={
+                "errors": [{"loc": ["query", "n_consensus"], "msg": "must be 3, 5 or 7", "type": "literal_error"}]
+            },
+        )
     return int(raw)
 
 
@@ -129,8 +145,9 @@ async def create_nested_run(request: web.Request) -> web.Response:
         scope = {"type": "single", "test_id": body.test_id}
     elif body.target:
         scope = {"type": "block", "block_id": body.target.block_id}
-    row = await svc(request).create_check_run("test", request.match_info["workflow_id"], scope,
-                                              body.n_consensus or _query_n(request))
+    row = await svc(request).create_check_run(
+        "test", request.match_info["workflow_id"], scope, body.n_consensus or _query_n(request)
+    )
     return json_response(render.eval_run(row), 201)
 
 

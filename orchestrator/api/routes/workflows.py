@@ -6,7 +6,15 @@ from typing import Any
 
 from aiohttp import web
 
-from orchestrator.api.http import json_response, no_content, page_json, page_request, parse_body, q, q_required
+from orchestrator.api.http import (
+    json_response,
+    no_content,
+    page_json,
+    page_request,
+    parse_body,
+    q,
+    q_required,
+)
 from orchestrator.api.services import Services, validate_block_config
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
@@ -38,8 +46,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 # -- blocks (static segments before /workflows/{workflow_id})
 @routes.get("/v1/workflows/blocks")
 async def list_blocks(request: web.Request) -> web.Response:
-    p = await svc(request).store.workflows.list_blocks(q_required(request, "workflow_id"),
-                                                       page_request(request, 100))
+    p = await svc(request).store.workflows.list_blocks(q_required(request, "workflow_id"), page_request(request, 100))
     return json_response(page_json(p, [render.block(r) for r in p.rows]))
 
 
@@ -65,8 +72,9 @@ async def update_block(request: web.Request) -> web.Response:
     current = await store.get_block(request.match_info["block_id"], q(request, "workflow_id"))
     body = await parse_body(request, rq.UpdateBlock)
     if body.type and body.type != current["type"]:
-        raise Unprocessable("The block type cannot be changed", code="block_type_immutable",
-                            details={"type": current["type"]})
+        raise Unprocessable(
+            "The block type cannot be changed", code="block_type_immutable", details={"type": current["type"]}
+        )
     changes = body.model_dump(exclude_unset=True, exclude={"config_mode", "type"})
     if "config" in changes:
         mode = body.config_mode or "merge"
@@ -89,17 +97,26 @@ async def validate_config(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.ValidateBlockConfig)
     cfg = body.config if body.config_mode == "replace" else merge_patch(current.get("config") or {}, body.config)
     validate_block_config(current["type"], cfg)
-    return json_response({"ok": True, "workflow_id": current["workflow_id"], "block_id": current["id"],
-                          "block_type": current["type"],
-                          "config_hash": block_execution_fingerprint(current["type"], cfg)})
+    return json_response(
+        {
+            "ok": True,
+            "workflow_id": current["workflow_id"],
+            "block_id": current["id"],
+            "block_type": current["type"],
+            "config_hash": block_execution_fingerprint(current["type"], cfg),
+        }
+    )
 
 
 # -- edges
 @routes.get("/v1/workflows/edges")
 async def list_edges(request: web.Request) -> web.Response:
     p = await svc(request).store.workflows.list_edges(
-        q_required(request, "workflow_id"), page_request(request, 100),
-        source_block=q(request, "source_block"), target_block=q(request, "target_block"))
+        q_required(request, "workflow_id"),
+        page_request(request, 100),
+        source_block=q(request, "source_block"),
+        target_block=q(request, "target_block"),
+    )
     return json_response(page_json(p, [render.edge(r) for r in p.rows]))
 
 
@@ -126,30 +143,35 @@ async def delete_edge(request: web.Request) -> web.Response:
 @routes.get("/v1/workflows")
 async def list_workflows(request: web.Request) -> web.Response:
     p = await svc(request).store.workflows.list_workflows(
-        page_request(request, 10), project_id=q(request, "project_id"), sort_by=q(request, "sort_by", "updated_at")
-        or "updated_at")
+        page_request(request, 10),
+        project_id=q(request, "project_id"),
+        sort_by=q(request, "sort_by", "updated_at") or "updated_at",
+    )
     return json_response(page_json(p, [render.workflow(r) for r in p.rows]))
 
 
 @routes.post("/v1/workflows")
 async def create_workflow(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CreateWorkflow)
-    row = await svc(request).store.workflows.create_workflow(name=body.name, description=body.description,
-                                                             project_id=body.project_id)
+    row = await svc(request).store.workflows.create_workflow(
+        name=body.name, description=body.description, project_id=body.project_id
+    )
     return json_response(render.workflow(row), 201)
 
 
 @routes.get("/v1/workflows/{workflow_id}")
 async def get_workflow(request: web.Request) -> web.Response:
-    return json_response(render.workflow(await svc(request).store.workflows.get_workflow(
-        request.match_info["workflow_id"])))
+    return json_response(
+        render.workflow(await svc(request).store.workflows.get_workflow(request.match_info["workflow_id"]))
+    )
 
 
 @routes.patch("/v1/workflows/{workflow_id}")
 async def update_workflow(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.UpdateWorkflow)
-    row = await svc(request).store.workflows.update_workflow(request.match_info["workflow_id"],
-                                                             body.model_dump(exclude_none=True))
+    row = await svc(request).store.workflows.update_workflow(
+        request.match_info["workflow_id"], body.model_dump(exclude_none=True)
+    )
     return json_response(render.workflow(row))
 
 
@@ -165,8 +187,11 @@ async def publish_workflow(request: web.Request) -> web.Response:
     s = svc(request)
     wid = request.match_info["workflow_id"]
     version = await s.draft_version(wid)
-    published = {"version_id": "ver_" + version.removeprefix("draft_"), "published_at": now_iso(),
-                 "description": body.description}
+    published = {
+        "version_id": "ver_" + version.removeprefix("draft_"),
+        "published_at": now_iso(),
+        "description": body.description,
+    }
     from orchestrator.store.jsoncol import dumps
 
     row = await s.store.workflows.update_workflow(wid, {"published_json": dumps(published)})

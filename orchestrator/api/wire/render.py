@@ -10,28 +10,66 @@ from orchestrator.store.db import Row
 
 
 def workflow(row: Row) -> dict[str, Any]:
-    return {"id": row["id"], "object": "workflow", "name": row["name"], "description": row["description"],
-            "project_id": row["project_id"], "published": row.get("published"),
-            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "id": row["id"],
+        "object": "workflow",
+        "name": row["name"],
+        "description": row["description"],
+        "project_id": row["project_id"],
+        "published": row.get("published"),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def block(row: Row) -> dict[str, Any]:
-    return {"id": row["id"], "workflow_id": row["workflow_id"], "type": row["type"], "label": row["label"],
-            "position_x": row["position_x"], "position_y": row["position_y"], "width": row["width"],
-            "height": row["height"], "config": row.get("config"), "parent_id": row["parent_id"],
-            "declarative_path": None, "declarative_source_block_id": None, "resolved_schemas": None,
-            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "id": row["id"],
+        "workflow_id": row["workflow_id"],
+        "type": row["type"],
+        "label": row["label"],
+        "position_x": row["position_x"],
+        "position_y": row["position_y"],
+        "width": row["width"],
+        "height": row["height"],
+        "config": row.get("config"),
+        "parent_id": row["parent_id"],
+        "declarative_path": None,
+        "declarative_source_block_id": None,
+        "resolved_schemas": None,
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def edge(row: Row) -> dict[str, Any]:
-    return {k: row[k] for k in ("id", "workflow_id", "source_block", "target_block", "source_handle",
-                                "target_handle", "created_at", "updated_at")}
+    return {
+        k: row[k]
+        for k in (
+            "id",
+            "workflow_id",
+            "source_block",
+            "target_block",
+            "source_handle",
+            "target_handle",
+            "created_at",
+            "updated_at",
+        )
+    }
 
 
 def file(row: Row) -> dict[str, Any]:
-    return {"object": "file", "id": row["id"], "filename": row["filename"], "mime_type": row["mime_type"],
-            "size_bytes": row["size_bytes"], "sha256": row["sha256"], "page_count": row.get("page_count"),
-            "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "object": "file",
+        "id": row["id"],
+        "filename": row["filename"],
+        "mime_type": row["mime_type"],
+        "size_bytes": row["size_bytes"],
+        "sha256": row["sha256"],
+        "page_count": row.get("page_count"),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def lifecycle(status: str, error: dict[str, Any] | None, reason: str | None) -> dict[str, Any]:
@@ -44,22 +82,37 @@ def lifecycle(status: str, error: dict[str, Any] | None, reason: str | None) -> 
 
 
 def timing(row: Row) -> dict[str, Any]:
-    return {"created_at": row.get("created_at"), "started_at": row.get("started_at"),
-            "completed_at": row.get("completed_at"),
-            "duration_ms": ms_between(row.get("started_at"), row.get("completed_at"))}
+    return {
+        "created_at": row.get("created_at"),
+        "started_at": row.get("started_at"),
+        "completed_at": row.get("completed_at"),
+        "duration_ms": ms_between(row.get("started_at"), row.get("completed_at")),
+    }
 
 
 def counts(state: Row) -> dict[str, Any]:
     lc, oc = lifecycle_counts(state), outcome_counts(state)
-    return {"lifecycle_counts": lc, "outcome": oc,
-            # seed-era flat buckets (REPO141): one per child status
-            "queued": lc["pending"] + lc["queued"], "running": lc["running"], "passed": oc["passed"],
-            "failed": oc["failed"], "blocked": oc["blocked"], "error": lc["error"], "cancelled": lc["cancelled"]}
+    return {
+        "lifecycle_counts": lc,
+        "outcome": oc,
+        # seed-era flat buckets (REPO141): one per child status
+        "queued": lc["pending"] + lc["queued"],
+        "running": lc["running"],
+        "passed": oc["passed"],
+        "failed": oc["failed"],
+        "blocked": oc["blocked"],
+        "error": lc["error"],
+        "cancelled": lc["cancelled"],
+    }
 
 
 def _workflow_ref(row: Row) -> dict[str, Any]:
-    return {"workflow_id": row["workflow_id"], "version_id": row["workflow_version_id"],
-            "name_at_run_time": row["workflow_name"], "requested_version": "draft"}
+    return {
+        "workflow_id": row["workflow_id"],
+        "version_id": row["workflow_version_id"],
+        "name_at_run_time": row["workflow_name"],
+        "requested_version": "draft",
+    }
 
 
 def eval_run(row: Row) -> dict[str, Any]:
@@ -68,15 +121,28 @@ def eval_run(row: Row) -> dict[str, Any]:
     target = {"type": "block", "block_id": row["block_id"]} if row.get("block_id") else None
     total = row["total"]
     return {
-        "id": row["id"], "object": f"workflow_{row['kind']}_run", "workflow_id": row["workflow_id"],
-        "workflow_version_id": row["workflow_version_id"], "workflow": _workflow_ref(row),
+        "id": row["id"],
+        "object": f"workflow_{row['kind']}_run",
+        "workflow_id": row["workflow_id"],
+        "workflow_version_id": row["workflow_version_id"],
+        "workflow": _workflow_ref(row),
         "trigger": {"type": row.get("trigger_type") or "api"},
         "lifecycle": lifecycle(row["status"], row.get("error"), row.get("cancel_reason")),
-        "timing": timing(row), "target": target, "eval_id": row.get("check_id"), "test_id": row.get("check_id"),
-        "total_evals": total, "total_tests": total, "counts": counts(row),
+        "timing": timing(row),
+        "target": target,
+        "eval_id": row.get("check_id"),
+        "test_id": row.get("check_id"),
+        "total_evals": total,
+        "total_tests": total,
+        "counts": counts(row),
         "n_consensus": row.get("n_consensus"),
-        "freshness": {"status": "fresh", "reasons": [], "validity_fingerprint": fps.get("validity_fingerprint"),
-                      "input_fingerprint": fps.get("input_fingerprint"), "baseline_run_id": None},
+        "freshness": {
+            "status": "fresh",
+            "reasons": [],
+            "validity_fingerprint": fps.get("validity_fingerprint"),
+            "input_fingerprint": fps.get("input_fingerprint"),
+            "baseline_run_id": None,
+        },
         "stats": row.get("stats") or {},
     }
 
@@ -85,21 +151,34 @@ def experiment_run(row: Row) -> dict[str, Any]:
     fps = row.get("fingerprints") or {}
     lc = lifecycle_counts(row)
     return {
-        "id": row["id"], "object": "experiment_run", "workflow_id": row["workflow_id"],
-        "workflow_version_id": row["workflow_version_id"], "workflow": _workflow_ref(row),
-        "trigger": {"type": row.get("trigger_type") or "api"}, "experiment_id": row["experiment_id"],
-        "block_id": row["block_id"], "block_type": row["block_type"], "block_kind": row["block_type"],
+        "id": row["id"],
+        "object": "experiment_run",
+        "workflow_id": row["workflow_id"],
+        "workflow_version_id": row["workflow_version_id"],
+        "workflow": _workflow_ref(row),
+        "trigger": {"type": row.get("trigger_type") or "api"},
+        "experiment_id": row["experiment_id"],
+        "block_id": row["block_id"],
+        "block_type": row["block_type"],
+        "block_kind": row["block_type"],
         "n_consensus": row["n_consensus"],
         "lifecycle": lifecycle(row["status"], row.get("error"), row.get("cancel_reason")),
-        "timing": timing(row), "parent_run_id": None, "block_version_id": None,
+        "timing": timing(row),
+        "parent_run_id": None,
+        "block_version_id": None,
         "metrics_validity_fingerprint": fps.get("metrics_validity_fingerprint"),
         "metrics_validity_fingerprint_version": 1,
         "block_execution_fingerprint": fps.get("block_execution_fingerprint", ""),
         "definition_fingerprint": fps.get("block_execution_fingerprint", ""),
         "documents_fingerprint": fps.get("documents_fingerprint", ""),
-        "score": row.get("score"), "total_document_count": row["total"],
-        "completed_document_count": lc["completed"], "document_count": row["total"], "error_count": lc["error"],
-        "cancelled_document_count": lc["cancelled"], "counts": counts(row), "stats": row.get("stats") or {},
+        "score": row.get("score"),
+        "total_document_count": row["total"],
+        "completed_document_count": lc["completed"],
+        "document_count": row["total"],
+        "error_count": lc["error"],
+        "cancelled_document_count": lc["cancelled"],
+        "counts": counts(row),
+        "stats": row.get("stats") or {},
     }
 
 
@@ -110,8 +189,9 @@ def run(row: Row) -> dict[str, Any]:
 def _artifact_ref(child: Row) -> dict[str, Any] | None:
     if not child.get("artifact_id"):
         return None
-    op = {"extract": "extraction", "classifier": "classification", "split": "split"}.get(child["block_type"],
-                                                                                        "extraction")
+    op = {"extract": "extraction", "classifier": "classification", "split": "split"}.get(
+        child["block_type"], "extraction"
+    )
     return {"id": child["artifact_id"], "operation": op}
 
 
@@ -126,25 +206,39 @@ def eval_result(child: Row, check: Row | None) -> dict[str, Any]:
     fps = result.get("fingerprints") or {}
     outputs = result.get("handle_outputs")
     return {
-        "id": child["id"], "object": "workflow_eval_result", "workflow_eval_run_id": child["run_id"],
-        "workflow_test_run_id": child["run_id"], "run_id": child["run_id"], "eval_id": child["check_id"],
-        "test_id": child["check_id"], "workflow_id": child.get("workflow_id"), "block_id": child["block_id"],
-        "block_type": child["block_type"], "target": {"type": "block", "block_id": child["block_id"]},
+        "id": child["id"],
+        "object": "workflow_eval_result",
+        "workflow_eval_run_id": child["run_id"],
+        "workflow_test_run_id": child["run_id"],
+        "run_id": child["run_id"],
+        "eval_id": child["check_id"],
+        "test_id": child["check_id"],
+        "workflow_id": child.get("workflow_id"),
+        "block_id": child["block_id"],
+        "block_type": child["block_type"],
+        "target": {"type": "block", "block_id": child["block_id"]},
         "source": (check or {}).get("source") or {"type": "manual", "handle_inputs": child.get("handle_inputs")},
         "lifecycle": lifecycle(child["status"], child.get("error"), child.get("cancel_reason")),
-        "timing": timing(child), "verdict": child.get("verdict"),
+        "timing": timing(child),
+        "verdict": child.get("verdict"),
         "execution_fingerprint": fps.get("execution_fingerprint"),
         "handle_inputs_fingerprint": fps.get("handle_inputs_fingerprint"),
         "workflow_draft_fingerprint": fps.get("workflow_draft_fingerprint"),
         "block_execution_fingerprint": fps.get("block_execution_fingerprint"),
         "block_config_fingerprint": fps.get("block_execution_fingerprint"),
-        "artifact": _artifact_ref(child), "handle_inputs": child.get("handle_inputs") or {},
-        "handle_outputs": _handles(outputs), "outputs": outputs,
+        "artifact": _artifact_ref(child),
+        "handle_inputs": child.get("handle_inputs") or {},
+        "handle_outputs": _handles(outputs),
+        "outputs": outputs,
         "routing_decisions": result.get("routing_decisions") or [],
         "warnings": [e["message"] for e in result.get("pass_errors") or []],
-        "assertion_result": result.get("assertion_result"), "verdict_summary": result.get("verdict_summary"),
-        "error": child.get("error"), "skipped": False, "engine": result.get("engine"),
-        "model": result.get("model"), "n_passes": result.get("n_passes"),
+        "assertion_result": result.get("assertion_result"),
+        "verdict_summary": result.get("verdict_summary"),
+        "error": child.get("error"),
+        "skipped": False,
+        "engine": result.get("engine"),
+        "model": result.get("model"),
+        "n_passes": result.get("n_passes"),
     }
 
 
@@ -152,13 +246,22 @@ def experiment_result(child: Row) -> dict[str, Any]:
     result = child.get("result") or {}
     record = result.get("consensus") or {}
     return {
-        "id": child["id"], "object": "experiment_result", "experiment_run_id": child["run_id"],
-        "experiment_id": child.get("experiment_id"), "document_id": child["document_id"],
+        "id": child["id"],
+        "object": "experiment_result",
+        "experiment_run_id": child["run_id"],
+        "experiment_id": child.get("experiment_id"),
+        "document_id": child["document_id"],
         "lifecycle": lifecycle(child["status"], child.get("error"), child.get("cancel_reason")),
-        "timing": timing(child), "block_type": child["block_type"], "handle_inputs": child.get("handle_inputs") or {},
-        "handle_outputs": _handles(result.get("handle_outputs")) or {}, "artifact": _artifact_ref(child),
-        "attempt": child.get("attempt") or 0, "score": child.get("score"), "engine": result.get("engine"),
-        "model": result.get("model"), "likelihoods": record.get("likelihoods"),
+        "timing": timing(child),
+        "block_type": child["block_type"],
+        "handle_inputs": child.get("handle_inputs") or {},
+        "handle_outputs": _handles(result.get("handle_outputs")) or {},
+        "artifact": _artifact_ref(child),
+        "attempt": child.get("attempt") or 0,
+        "score": child.get("score"),
+        "engine": result.get("engine"),
+        "model": result.get("model"),
+        "likelihoods": record.get("likelihoods"),
     }
 
 
@@ -169,22 +272,39 @@ def check(row: Row, dialect: str) -> dict[str, Any]:
         return {**s, "block_config_fingerprint": s.get("block_execution_fingerprint")}
 
     latest = row.get("latest")
-    freshness: dict[str, Any] = {"status": "unknown", "reasons": ["no_baseline"], "validity_fingerprint": None,
-                                 "input_fingerprint": None, "baseline_run_id": None}
+    freshness: dict[str, Any] = {
+        "status": "unknown",
+        "reasons": ["no_baseline"],
+        "validity_fingerprint": None,
+        "input_fingerprint": None,
+        "baseline_run_id": None,
+    }
     if latest:
-        freshness = {"status": "fresh" if row.get("_fresh", True) else "stale",
-                     "reasons": row.get("_stale_reasons", []),
-                     "validity_fingerprint": latest.get("validity_fingerprint"),
-                     "input_fingerprint": latest.get("handle_inputs_fingerprint"),
-                     "baseline_run_id": latest.get("run_record_id")}
+        freshness = {
+            "status": "fresh" if row.get("_fresh", True) else "stale",
+            "reasons": row.get("_stale_reasons", []),
+            "validity_fingerprint": latest.get("validity_fingerprint"),
+            "input_fingerprint": latest.get("handle_inputs_fingerprint"),
+            "baseline_run_id": latest.get("run_record_id"),
+        }
     return {
-        "id": row["id"], "object": f"workflow_{dialect}", "workflow_id": row["workflow_id"],
-        "target": {"type": "block", "block_id": row["block_id"]}, "source": row["source"], "name": row["name"],
-        "assertion": row["assertion"], "assertion_schema_dep": None, "assertion_drift_status": None,
-        "schema_drift": "unknown", "freshness": freshness,
-        "drift": {"status": "unknown", "affected_targets": []}, "validation_status": "valid",
-        "validation_issues": [], "latest_run_summary": summary(latest),
+        "id": row["id"],
+        "object": f"workflow_{dialect}",
+        "workflow_id": row["workflow_id"],
+        "target": {"type": "block", "block_id": row["block_id"]},
+        "source": row["source"],
+        "name": row["name"],
+        "assertion": row["assertion"],
+        "assertion_schema_dep": None,
+        "assertion_drift_status": None,
+        "schema_drift": "unknown",
+        "freshness": freshness,
+        "drift": {"status": "unknown", "affected_targets": []},
+        "validation_status": "valid",
+        "validation_issues": [],
+        "latest_run_summary": summary(latest),
         "latest_passing_run_summary": summary(row.get("latest_passing")),
         "latest_failing_run_summary": summary(row.get("latest_failing")),
-        "created_at": row["created_at"], "updated_at": row["updated_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
     }

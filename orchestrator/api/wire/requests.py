@@ -7,12 +7,36 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BLOCK_TYPES = (
-    "start_document", "start_json", "note", "parse", "edit", "extract", "split", "classifier", "conditional",
-    "api_call", "function", "while_loop", "for_each", "merge_dicts",
+    "start_document",
+    "start_json",
+    "note",
+    "parse",
+    "edit",
+    "extract",
+    "split",
+    "classifier",
+    "conditional",
+    "api_call",
+    "function",
+    "while_loop",
+    "for_each",
+    "merge_dicts",
 )
 BlockTypeName = Literal[
-    "start_document", "start_json", "note", "parse", "edit", "extract", "split", "classifier", "conditional",
-    "api_call", "function", "while_loop", "for_each", "merge_dicts",
+    "start_document",
+    "start_json",
+    "note",
+    "parse",
+    "edit",
+    "extract",
+    "split",
+    "classifier",
+    "conditional",
+    "api_call",
+    "function",
+    "while_loop",
+    "for_each",
+    "merge_dicts",
 ]
 
 
@@ -263,8 +287,11 @@ class CreateExperiment(Body):
     @model_validator(mode="after")
     def _modes(self) -> CreateExperiment:
         if self.source_experiment_id:
-            extra = [k for k in ("block_id", "name", "n_consensus", "documents", "document_captures")
-                     if getattr(self, k) is not None]
+            extra = [
+                k
+                for k in ("block_id", "name", "n_consensus", "documents", "document_captures")
+                if getattr(self, k) is not None
+            ]
             if extra:
                 raise ValueError(f"a duplicate takes only workflow_id and source_experiment_id, not {extra}")
         elif not self.block_id:
@@ -286,7 +313,20 @@ class CreateExperimentRun(Body):
 
 
 ALL_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    CreateWorkflow, UpdateWorkflow, CreateBlock, UpdateBlock, ValidateBlockConfig, CreateEdge, CreateUpload,
-    CompleteUpload, CreateCheck, UpdateCheck, CreateEvalRun, CreateTestRunNested, CreateExperiment,
-    UpdateExperiment, CreateExperimentRun, BlockConfig,
+    CreateWorkflow,
+    UpdateWorkflow,
+    CreateBlock,
+    UpdateBlock,
+    ValidateBlockConfig,
+    CreateEdge,
+    CreateUpload,
+    CompleteUpload,
+    CreateCheck,
+    UpdateCheck,
+    CreateEvalRun,
+    CreateTestRunNested,
+    CreateExperiment,
+    UpdateExperiment,
+    CreateExperimentRun,
+    BlockConfig,
 )
