@@ -31,6 +31,7 @@ def ensure_key(settings: Settings) -> Settings:
 
 async def serve(settings: Settings, *, on_ready: object = None) -> None:
     from orchestrator.api.app import create_app
+    from orchestrator.api.keys import SERVICES, SESSIONS
 
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -45,8 +46,8 @@ async def serve(settings: Settings, *, on_ready: object = None) -> None:
     from orchestrator.demo import ensure_demo
 
     if settings.demo:
-        await ensure_demo(app["services"])
-    session_token = app["sessions"].create_login_token() if hasattr(app["sessions"], "create_login_token") else None
+        await ensure_demo(app[SERVICES])
+    session_token = app[SESSIONS].create_login_token()
     print(f"orchestrator listening on {bound.base_url}", flush=True)
     print(f"API key: {settings.api_keys[0]}", flush=True)
     if session_token:

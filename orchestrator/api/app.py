@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
+import anyio
 from aiohttp import web
 
 from orchestrator import __version__
 from orchestrator.api import openapi
 from orchestrator.api.http import json_response
+from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS, UPLOAD_SECRET
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
 from orchestrator.api.routes import checks, experiments, feed, files, runs, workflows
 from orchestrator.api.routes import web as web_routes
@@ -37,7 +40,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 @extra.get("/v1/engines")
 async def engines(request: web.Request) -> web.Response:
-    services: Services = request.app["services"]
+    services = request.app[SERVICES]
     return json_response(
         {
             "data": services.router.describe(),
@@ -57,9 +60,10 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=[envelope_middleware, auth_middleware(keys)]
     )
-    app["settings"] = settings
-    app["upload_secret"] = secrets.token_bytes(32)
-    app["sessions"] = Sessions(keys[0])
+    app[SETTINGS] = settings
+    app[UPLOAD_SECRET] = secrets.token_bytes(32)
+    app[SESSIONS] = Sessions(keys[0])
+    app[HUB] = hub = Hub(settings.feed_buffer)
     # Static segments first: /workflows/evals/runs before /workflows/evals/{id} before /workflows/{id}.
     for table in (
         extra,
@@ -77,17 +81,38 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         store = Store(settings.db)
         await store.open()
         engine_router = router or EngineRouter.from_file(settings.models or None)
-        hub = Hub(settings.feed_buffer)
-        try:
+        ready, stop = anyio.Event(), anyio.Event()
+
+        async def host() -> None:
+            # The scheduler's task group must be entered and exited in one task; aiohttp may run the
+            # two halves of a cleanup context in different tasks, so one owned task hosts it.
             async with Scheduler(settings, store, engine_router, hub) as scheduler:
-                app["services"] = Services(settings, store, scheduler, engine_router)
-                app["hub"] = hub
+                app[SERVICES] = Services(settings, store, scheduler, engine_router)
                 await resume_open_runs(store, scheduler)
-                yield
+                ready.set()
+                await stop.wait()
                 hub.close_all()
+
+        host_task = asyncio.get_running_loop().create_task(host())
+        try:
+            async with anyio.create_task_group() as tg:
+                # Surface a failure of host() during start-up instead of waiting forever.
+                async def watch() -> None:
+                    await asyncio.wait([host_task], return_when=asyncio.FIRST_COMPLETED)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch)
+                await ready.wait()
+                tg.cancel_scope.cancel()
+            if host_task.done():
+                host_task.result()
+            yield
         finally:
-            await engine_router.aclose()
-            await store.close()
+            stop.set()
+            with anyio.CancelScope(shield=True):
+                await asyncio.gather(host_task, return_exceptions=True)
+                await engine_router.aclose()
+                await store.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

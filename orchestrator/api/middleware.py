@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from orchestrator.api.keys import REQUEST_ID, SESSIONS
 from orchestrator.errors import (
     MethodNotAllowed,
     NotFound,
@@ -56,7 +57,7 @@ def key_valid(keys: tuple[str, ...], presented: str | None) -> bool:
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error, whatever raised it, leaves as the Retab envelope with an x-request-id."""
     request_id = new_id("req")
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except OrchestratorError as exc:
@@ -100,7 +101,7 @@ def auth_middleware(keys: tuple[str, ...]) -> Middleware:
             return await handler(request)
         presented = _presented_key(request)
         if presented is None and request.cookies.get(COOKIE):
-            presented = request.app["sessions"].key_for(request.cookies[COOKIE])
+            presented = request.app[SESSIONS].key_for(request.cookies[COOKIE])
         if not key_valid(keys, presented):
             what = "missing" if not presented else "not valid"
             raise Unauthorized(

@@ -9,6 +9,7 @@ import mimetypes
 from aiohttp import web
 
 from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date
+from orchestrator.api.keys import UPLOAD_SECRET
 from orchestrator.api.routes.workflows import svc
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
@@ -18,7 +19,7 @@ routes = web.RouteTableDef()
 
 
 def _sig(request: web.Request, file_id: str) -> str:
-    secret: bytes = request.app["upload_secret"]
+    secret = request.app[UPLOAD_SECRET]
     return hmac.new(secret, file_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -15,6 +15,7 @@ from orchestrator.api.http import (
     q,
     q_required,
 )
+from orchestrator.api.keys import SERVICES
 from orchestrator.api.services import Services, validate_block_config
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
@@ -26,8 +27,7 @@ routes = web.RouteTableDef()
 
 
 def svc(request: web.Request) -> Services:
-    s: Services = request.app["services"]
-    return s
+    return request.app[SERVICES]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

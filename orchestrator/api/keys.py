@@ -1,0 +1,17 @@
+"""Typed application keys (aiohttp AppKey): what the app carries for its routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from orchestrator.api.services import Services
+from orchestrator.api.sessions import Sessions
+from orchestrator.feed.hub import Hub
+from orchestrator.settings import Settings
+
+SERVICES = web.AppKey("services", Services)
+SESSIONS = web.AppKey("sessions", Sessions)
+SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+UPLOAD_SECRET = web.AppKey("upload_secret", bytes)
+REQUEST_ID = web.RequestKey("request_id", str)
