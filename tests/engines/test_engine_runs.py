@@ -159,3 +159,35 @@ async def test_experiment_on_openai_engine_scores_disagreement(
     )
     assert summary["kind"] == "summary"
     assert min(summary["aggregate"]["likelihoods"].values()) < 1
+
+
+async def test_python_function_engine_through_a_run(
+    make_api: AppFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my_rules.py").write_text(
+        "def extract(config, inputs, pass_index):\n"
+        "    data = inputs['input-json-0']\n"
+        "    return {'invoice_number': data['n'], 'vendor': None, 'total': data['t'] * 2}\n"
+        "def broken(config, inputs, pass_index):\n"
+        "    raise ValueError('no total here')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    api = await make_api()
+    wf, block = await api.workflow_with_extract({"model": "python:my_rules:extract"})
+    source = {"type": "manual", "handle_inputs": {"input-json-0": {"type": "json", "data": {"n": "A", "t": 2}}}}
+    assertion = {
+        "target": {"output_handle_id": "output-json-0", "path": "total"},
+        "condition": {"kind": "equals", "expected": 4},
+    }
+    await api.post(
+        "/v1/workflows/evals",
+        {"workflow_id": wf, "target": {"type": "block", "block_id": block}, "source": source, "assertion": assertion},
+        expect=201,
+    )
+    run = await api.wait_run((await api.post("/v1/workflows/evals/runs", {"workflow_id": wf}, expect=201))["id"])
+    assert run["counts"]["outcome"]["passed"] == 1
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"model": "python:my_rules:broken"}}, expect=200)
+    run = await api.wait_run((await api.post("/v1/workflows/evals/runs", {"workflow_id": wf}, expect=201))["id"])
+    results = await api.get("/v1/workflows/evals/results", params={"run_id": run["id"]}, expect=200)
+    failure = results["data"][0]["assertion_result"]["failure"]
+    assert results["data"][0]["verdict"] == "blocked" and "no total here" in failure["message"]
