@@ -1,4 +1,4 @@
-"""Command line: serve (and more commands as they land)."""
+"""Command line: `serve`, and the client commands `run`, `watch`, `runs`, `workflows`, `import`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,21 @@ import asyncio
 import logging
 import sys
 
+from orchestrator import cli_args
 from orchestrator import settings as settings_mod
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description="Local Retab-compatible workflow run engine")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="start the server", description="Start the HTTP server.")
     settings_mod.add_arguments(serve_p)
+    cli_args.add_client_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
         from orchestrator.serve import ensure_key, serve
@@ -31,4 +38,4 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
-    return 1
+    return cli_args.dispatch(args)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import orjson
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Ids need uniqueness, not secrecy (capabilities such as upload URLs are signed separately); one
+# urandom seed instead of a syscall per id keeps the event loop from stalling under load.
+_rng = random.Random(os.urandom(16))
 
 
 def new_id(prefix: str) -> str:
@@ -20,7 +24,7 @@ def new_id(prefix: str) -> str:
     while ms:
         ms, r = divmod(ms, 36)
         head = _ALPHABET[r] + head
-    return f"{prefix}_{head}{secrets.token_hex(6)}"
+    return f"{prefix}_{head}{_rng.getrandbits(48):012x}"
 
 
 def canonical_json(value: Any) -> bytes:
@@ -49,13 +53,18 @@ def now_iso() -> str:
 
 
 def parse_iso(value: str) -> datetime:
-    """ISO-8601 with `T` or a space, `Z` or an offset, or a bare date (the SDK sends all three)."""
-    v = value.strip().replace(" ", "T", 1)
-    if v.endswith("Z"):
+    """ISO-8601 with `T` or a space, `Z` or an offset, or a bare date (the SDK sends all three).
+
+    An unencoded `+` in a query string arrives as a space: `2026-05-18 10:00:00 00:00`.
+    """
+    v = value.strip()
+    if len(v) > 10 and v[10] == " ":
+        v = v[:10] + "T" + v[11:]
+    head, sep, tail = v.rpartition(" ")
+    if sep and tail[:2].isdigit() and ":" in tail:
+        v = f"{head}+{tail}"
+    if v.endswith(("Z", "z")):
         v = v[:-1] + "+00:00"
-    # `+` in a query string may arrive decoded as a space: `10:00:00 00:00`.
-    if len(v) > 19 and v[19:20] == "T":
-        v = v[:19] + "+" + v[20:]
     dt = datetime.fromisoformat(v)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 
 import anyio
@@ -12,7 +11,7 @@ from aiohttp import web
 from orchestrator import __version__
 from orchestrator.api import openapi
 from orchestrator.api.http import json_response
-from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS, UPLOAD_SECRET
+from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
 from orchestrator.api.routes import checks, experiments, feed, files, runs, workflows
 from orchestrator.api.routes import web as web_routes
@@ -61,7 +60,6 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         client_max_size=settings.max_body_bytes, middlewares=[envelope_middleware, auth_middleware(keys)]
     )
     app[SETTINGS] = settings
-    app[UPLOAD_SECRET] = secrets.token_bytes(32)
     app[SESSIONS] = Sessions(keys[0])
     app[HUB] = hub = Hub(settings.feed_buffer)
     # Static segments first: /workflows/evals/runs before /workflows/evals/{id} before /workflows/{id}.
@@ -115,4 +113,6 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
                 await store.close()
 
     app.cleanup_ctx.append(lifecycle)
+    # Streams end before aiohttp waits for open handlers, so shutdown is prompt and each gets a last event.
+    app.on_shutdown.append(feed.on_shutdown)
     return app

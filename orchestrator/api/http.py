@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -68,10 +69,17 @@ def lenient_enum(value: str | None) -> str | None:
 
 
 def q(request: web.Request, name: str, default: str | None = None) -> str | None:
+    """A free-text parameter (ids, filenames, target paths): returned exactly as sent."""
     value = request.query.get(name)
     if value is None or value == "":
         return default
-    return lenient_enum(value)
+    return value
+
+
+def q_enum(request: web.Request, name: str, default: str | None = None) -> str | None:
+    """An enum-valued parameter: `Class.MEMBER` is read as `member`. Never use it on free text,
+    where `Alpha.txt` or `Vendor.Name` would be mangled."""
+    return lenient_enum(q(request, name, default))
 
 
 def q_required(request: web.Request, name: str) -> str:
@@ -120,12 +128,18 @@ def q_bool(request: web.Request, name: str, default: bool) -> bool:
     return raw.lower() in ("1", "true", "yes", "on")
 
 
-def q_date(request: web.Request, name: str) -> str | None:
+def q_date(request: web.Request, name: str, *, end_of_day: bool = False) -> str | None:
+    """ISO-8601 (`T` or a space) or a bare date. With `end_of_day` (upper bounds), a bare date
+    covers the whole day: `to_date=2026-05-18` includes runs created that afternoon."""
     raw = request.query.get(name)
     if raw in (None, ""):
         return None
+    raw = raw.strip()
     try:
-        return iso(parse_iso(raw))
+        dt = parse_iso(raw)
+        if end_of_day and len(raw) == 10:
+            dt += timedelta(days=1) - timedelta(milliseconds=1)
+        return iso(dt)
     except ValueError as exc:
         raise Unprocessable(
             f"Query parameter `{name}` is not an ISO-8601 date or datetime",
@@ -134,7 +148,7 @@ def q_date(request: web.Request, name: str) -> str | None:
 
 
 def page_request(request: web.Request, default_limit: int = 50, default_order: str = "desc") -> PageRequest:
-    order = q(request, "order", default_order)
+    order = q_enum(request, "order", default_order)
     if order not in ("asc", "desc"):
         raise Unprocessable(
             "`order` must be asc or desc",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -49,7 +50,9 @@ def build(app: web.Application) -> dict[str, Any]:
         if not path or not str(path).startswith("/v1") or route.method == "HEAD":
             continue
         op: dict[str, Any] = {
-            "operationId": f"{route.method.lower()}_{getattr(route.handler, '__name__', 'handler')}",
+            # Handlers registered in loops share a __name__; (method, path) is unique.
+            "operationId": route.method.lower() + "_" + re.sub(r"[^0-9A-Za-z]+", "_", str(path)).strip("_"),
+            "summary": str(getattr(route.handler, "__doc__", None) or getattr(route.handler, "__name__", "")).strip(),
             "responses": {"200": {"description": "OK"}, "4XX": {"description": "Retab error envelope"}},
             "parameters": [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _params(str(path))

@@ -251,14 +251,14 @@ class Services:
         )
 
     async def delete_experiment(self, experiment_id: str) -> None:
-        exp = await self.store.experiments.get(experiment_id)
-        if exp["last_run_id"]:
-            last = await self.store.runs.get(exp["last_run_id"])
-            if last["status"] in ("pending", "queued", "running"):
+        await self.store.experiments.get(experiment_id)
+        # Any open run, not only the latest: deleting would pull the rows from under the runner.
+        for run in await self.store.runs.open_runs():
+            if run.get("experiment_id") == experiment_id:
                 raise Conflict(
-                    f"Experiment {experiment_id} has a run in flight ({last['id']}); cancel it first",
+                    f"Experiment {experiment_id} has a run in flight ({run['id']}); cancel it first",
                     code="run_in_flight",
-                    details={"run_id": last["id"]},
+                    details={"run_id": run["id"]},
                 )
         await self.store.experiments.delete(experiment_id)
 
@@ -307,18 +307,22 @@ class Services:
         self.scheduler.submit(row["id"])
         return row
 
-    async def cancel_experiment_run(self, run_id: str) -> Row:
+    async def cancel_experiment_run(self, run_id: str) -> dict[str, Any]:
+        """`{id, lifecycle}`: idempotent on a cancelled run, 404 on a completed or failed one."""
         run = await self.store.runs.get(run_id, "experiment")
-        if run["status"] == "cancelled":
-            return run
+        if run["status"] not in ("completed", "error", "cancelled"):
+            reason = "cancelled by request"
+            if await self.scheduler.cancel(run_id, reason):
+                # The cancel committed this state; no read-back needed.
+                return {"id": run_id, "status": "cancelled", "cancel_reason": reason, "error": None}
+            run = await self.store.runs.get(run_id, "experiment")  # it ended meanwhile
         if run["status"] in ("completed", "error"):
             raise NotFound(
                 f"Experiment run {run_id} is {run['status']} and cannot be cancelled",
                 code="not_cancellable",
                 details={"run_id": run_id, "status": run["status"]},
             )
-        await self.scheduler.cancel(run_id, "cancelled by request")
-        return await self.store.runs.get(run_id)
+        return {"id": run_id, "status": run["status"], "cancel_reason": run.get("cancel_reason"), "error": None}
 
     def documents_fp(self, docs: list[dict[str, Any]]) -> str:
         return documents_fingerprint(docs)

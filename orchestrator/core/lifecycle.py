@@ -57,3 +57,16 @@ def experiment_final_status(state: Mapping[str, Any]) -> tuple[RunStatus, str | 
     if total and int(state.get("c_error") or 0) == total:
         return "error", "Every document failed"
     return "completed", None
+
+
+def final_status(kind: str, state: Mapping[str, Any]) -> tuple[RunStatus, dict[str, Any] | None]:
+    """How a run ends once no child is open: (status, error or None)."""
+    if kind == "experiment":
+        status, message = experiment_final_status(state)
+        if message is not None:
+            return status, {"message": message, "error_code": "all_documents_failed"}
+    return "completed", None
+
+
+def open_count(state: Mapping[str, Any]) -> int:
+    return sum(int(state.get(f"c_{k}") or 0) for k in ("pending", "queued", "running"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core import planning
@@ -25,10 +25,12 @@ class RunSetupError(Exception):
 
 @dataclass
 class RunContext:
+    """Blocks are resolved once per run; each child carries its own assertion (read when claimed),
+    so a run over 100,000 saved checks never holds them all."""
+
     run: Row
     blocks: dict[str, Row]
     draft_fp: str
-    checks: dict[str, Row] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -42,32 +44,38 @@ class RunContext:
 
 
 async def prepare(store: Store, run: Row) -> RunContext:
-    """Resolve the run against the CURRENT draft (spec §2.7: runs execute the draft)."""
-    try:
-        await store.workflows.get_workflow(run["workflow_id"])
-    except NotFound as exc:
-        raise RunSetupError(
-            f"Workflow {run['workflow_id']} no longer exists", {"error_code": "workflow_not_found"}
-        ) from exc
+    """Resolve the run against the CURRENT draft (spec §2.7: runs execute the draft).
+
+    The run's own target block (experiments; eval/test runs scoped to a block or one check) must
+    still exist and be runnable, or the whole run errs. In a workflow-wide eval run a check whose
+    block is gone is that child's problem (blocked), not the run's."""
     blocks = await store.workflows.all_blocks(run["workflow_id"])
+    if not blocks:  # the common case never pays for this look-up (runs die with their workflow)
+        try:
+            await store.workflows.get_workflow(run["workflow_id"])
+        except NotFound as exc:
+            raise RunSetupError(
+                f"Workflow {run['workflow_id']} no longer exists",
+                {"error_code": "workflow_not_found", "workflow_id": run["workflow_id"]},
+            ) from exc
     edges = await store.workflows.all_edges(run["workflow_id"])
     by_id = {b["id"]: b for b in blocks}
-    checks: dict[str, Row] = {}
-    if run["kind"] in ("eval", "test"):
-        checks = {c["id"]: c for c in await store.checks.for_scope(run["workflow_id"], check_id=None, block_id=None)}
-    if run["kind"] == "experiment":
-        block = by_id.get(run.get("block_id") or "")
+    target = run.get("block_id")
+    if target:
+        block = by_id.get(target)
         if block is None:
             raise RunSetupError(
-                f"Block {run.get('block_id')} no longer exists in workflow {run['workflow_id']}",
-                {"block_id": run.get("block_id"), "error_code": "block_not_found"},
+                f"Block {target} no longer exists in workflow {run['workflow_id']}",
+                {"error_code": "block_not_found", "block_id": target, "workflow_id": run["workflow_id"]},
             )
         if block["type"] not in planning.RUNNABLE_TYPES:
             raise RunSetupError(
-                f"Blocks of type {block['type']} cannot run experiments here",
-                {"block_id": block["id"], "error_code": "block_type_unsupported"},
+                f"Blocks of type {block['type']} cannot run here",
+                {"error_code": "block_type_unsupported", "block_id": block["id"], "block_type": block["type"]},
             )
-    return RunContext(run=run, blocks=by_id, draft_fp=planning.draft_fingerprint(blocks, edges), checks=checks)
+    elif run["kind"] == "experiment":
+        raise RunSetupError("The experiment run has no target block", {"error_code": "block_not_found"})
+    return RunContext(run=run, blocks=by_id, draft_fp=planning.draft_fingerprint(blocks, edges))
 
 
 class DocumentCache:

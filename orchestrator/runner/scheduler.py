@@ -1,16 +1,17 @@
 """The only place that spawns tasks for runs.
 
-A fixed pool of worker coroutines (never one task per child) pulls children round-robin across
-active runs, so a 10-child run created during a 100,000-child run starts at once. Passes share one
-CapacityLimiter, acquired inside each pass. Finished children are group-committed by a single
-committer coroutine, then published to the feed (persist, then publish).
+A fixed pool of worker coroutines (never one task per child) picks children round-robin across
+active runs, from per-run buffers that are refilled in pages claimed from SQLite, so a 10-child run
+created during a 100,000-child run starts at once. Passes share one FairLimiter, acquired inside
+each pass. Finished children are group-committed by a single committer coroutine, then published
+to the feed (persist, then publish). A run ends when its committed counts show no open child.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,28 +19,32 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from orchestrator.core.lifecycle import experiment_final_status
+from orchestrator.core.lifecycle import TERMINAL, open_count
 from orchestrator.engines.router import EngineRouter
+from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Hub
 from orchestrator.ids import now_iso
 from orchestrator.runner.context import DocumentCache, RunContext, RunSetupError, prepare
 from orchestrator.runner.executor import Executor
+from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
 from orchestrator.store import ChildFinish, Store
 from orchestrator.store.db import Row
 
 log = logging.getLogger("orchestrator.runner")
 PAGE = 256
+LOW_WATER = PAGE // 2  # claim the next page before the buffer runs dry, so workers never wait on it
+DRAIN_S = 10.0  # at shutdown, how long finished children may take to be committed
 
 
-@dataclass
+@dataclass(eq=False)
 class ActiveRun:
     ctx: RunContext
     buffer: deque[Row] = field(default_factory=deque)
     exhausted: bool = False
+    refilling: bool = False
     in_flight: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
-    refilling: bool = False
     cancelled: bool = False
 
     @property
@@ -47,7 +52,8 @@ class ActiveRun:
         return str(self.ctx.run["id"])
 
 
-Item = tuple[str, Any]  # ("start", (child_id, run_id, ts)) | ("finish", ChildFinish)
+Start = tuple[str, str, str]  # (child_id, run_id, started_at)
+Item = tuple[str, Any]  # ("start", Start) | ("finish", ChildFinish)
 
 
 class Scheduler:
@@ -56,121 +62,155 @@ class Scheduler:
         self.store = store
         self.router = router
         self.hub = hub
-        self.limiter = anyio.CapacityLimiter(max(1, settings.max_concurrency))
+        self.limiter = FairLimiter(settings.max_concurrency)
         self.executor = Executor(settings, router, DocumentCache(store), self.limiter)
         self._runs: dict[str, ActiveRun] = {}
         self._order: deque[str] = deque()
         self._work = anyio.Event()
-        self._gen = 0
-        self._tg: TaskGroup | None = None
+        self._starting: set[str] = set()
+        self._cancelled_starting: set[str] = set()  # cancelled before they were registered
+        self._work_tg: TaskGroup | None = None
+        self._commit_tg: TaskGroup | None = None
         self._send: MemoryObjectSendStream[Item] | None = None
         self._recv: MemoryObjectReceiveStream[Item] | None = None
-        self._starting: set[str] = set()
 
     # -- lifecycle of the scheduler itself
     async def __aenter__(self) -> Scheduler:
-        self._send, self._recv = anyio.create_memory_object_stream[Item](math.inf)
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        workers = max(1, self.settings.max_concurrency)
-        for _ in range(workers):
-            self._tg.start_soon(self._worker)
-        self._tg.start_soon(self._committer)
+        # Bounded: when the writer falls behind, workers wait instead of piling results up in memory.
+        self._send, self._recv = anyio.create_memory_object_stream[Item](max(64, self.settings.commit_batch))
+        self._commit_tg = anyio.create_task_group()
+        await self._commit_tg.__aenter__()
+        self._commit_tg.start_soon(self._committer)
+        self._work_tg = anyio.create_task_group()
+        await self._work_tg.__aenter__()
+        for _ in range(max(1, self.settings.max_concurrency)):
+            self._work_tg.start_soon(self._worker)
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
-        assert self._tg is not None
-        # Work in flight is abandoned, not failed: recovery re-runs it at the next start.
-        self._tg.cancel_scope.cancel()
-        return await self._tg.__aexit__(*exc)
+        assert self._work_tg is not None and self._commit_tg is not None and self._send is not None
+        work_tg, self._work_tg = self._work_tg, None
+        # Work in flight is abandoned, not failed: recovery re-runs it at the next start. Children
+        # that already finished are still committed (the committer drains, then sees end of stream).
+        work_tg.cancel_scope.cancel()
+        try:
+            await work_tg.__aexit__(None, None, None)
+        finally:
+            await self._send.aclose()
+            self._commit_tg.cancel_scope.deadline = anyio.current_time() + DRAIN_S
+            suppress = await self._commit_tg.__aexit__(*exc)
+        return suppress
 
     # -- public API
     def submit(self, run_id: str) -> None:
         """Returns at once; the run is prepared and fed to the workers in the background."""
-        if self._tg is None or run_id in self._runs or run_id in self._starting:
+        if self._work_tg is None or run_id in self._runs or run_id in self._starting:
             return
         self._starting.add(run_id)
-        self._tg.start_soon(self._start_run, run_id)
+        self._work_tg.start_soon(self._start_run, run_id)
 
     async def cancel(self, run_id: str, reason: str) -> bool:
-        """Persist the cancellation (shielded), then stop in-flight work. False if already terminal."""
-        event = await self.store.runs.finish(run_id, "cancelled", reason=reason)
+        """Stop feeding and cancel in-flight passes, persist the cancellation (the store shields the
+        write), then publish. False when the run was already terminal."""
+        if run_id in self._starting:
+            self._cancelled_starting.add(run_id)
         active = self._runs.pop(run_id, None)
         if active is not None:
             active.cancelled = True
             active.buffer.clear()
             for scope in list(active.scopes):
                 scope.cancel()
-        if event is None:
-            return False
-        self.hub.publish([event])
-        return True
-
-    def _notify(self) -> None:
-        """Wake every idle worker; waiters of the old event wake, later ones wait on a fresh one."""
-        self._gen += 1
-        self._work.set()
-        self._work = anyio.Event()
+        with anyio.CancelScope(shield=True):  # a dropped request must not skip the publish
+            event = await self.store.runs.finish(run_id, "cancelled", reason=reason)
+            if event is not None:
+                self._publish([event])
+        return event is not None
 
     @property
     def active_runs(self) -> int:
         return len(self._runs)
 
-    # -- internals
+    # -- starting a run
     async def _start_run(self, run_id: str) -> None:
         try:
-            run = await self.store.runs.get(run_id)
-            if run["status"] not in ("pending", "queued", "running"):
-                return
-            try:
-                ctx = await prepare(self.store, run)
-            except RunSetupError as exc:
-                event = await self.store.runs.finish(run_id, "error", error={"message": exc.message, **exc.details})
-                if event:
-                    self.hub.publish([event])
-                return
-            event = await self.store.runs.set_status(run_id, "queued")
-            if event:
-                self.hub.publish([event])
-            self._runs[run_id] = ActiveRun(ctx)
-            self._order.append(run_id)
-            if run["total"] == 0:
-                await self._maybe_finish(run_id)
-            self._notify()
+            await self._start(run_id)
+        except Exception as exc:  # a bug here must fail this run, not the scheduler
+            log.exception("run %s could not start", run_id)
+            await self._fail_run(run_id, f"internal error while starting the run: {exc!r}", "internal")
         finally:
             self._starting.discard(run_id)
+            self._cancelled_starting.discard(run_id)
+
+    async def _start(self, run_id: str) -> None:
+        try:
+            run = await self.store.runs.get(run_id)
+        except NotFound:
+            return  # deleted (with its workflow) before it started
+        if run["status"] in TERMINAL:
+            return
+        try:
+            ctx = await prepare(self.store, run)
+        except RunSetupError as exc:
+            await self._fail_run(run_id, exc.message, str(exc.details.get("error_code", "run_setup")), exc.details)
+            return
+        state, event, rows = await self.store.children.start_run(run_id, PAGE)
+        if event:
+            self._publish([event])
+        if state["status"] in TERMINAL or run_id in self._cancelled_starting:
+            return  # cancelled while it was being prepared (the cancellation closed its children)
+        if open_count(state) == 0:  # nothing to run: no children, or all committed before a restart
+            await self._finish(run_id)
+            return
+        active = ActiveRun(ctx, buffer=deque(rows), exhausted=len(rows) < PAGE)
+        self._runs[run_id] = active
+        if run_id not in self._order:
+            self._order.append(run_id)
+        self._notify()
 
     async def _refill(self, active: ActiveRun) -> None:
-        if active.refilling or active.exhausted:
-            return
-        active.refilling = True
         try:
             rows = await self.store.children.claim(active.id, PAGE)
-            if active.cancelled:
-                return
-            active.buffer.extend(rows)
-            if len(rows) < PAGE:
-                active.exhausted = True
+        except Exception as exc:
+            log.exception("claiming children of run %s failed", active.id)
+            await self._fail_run(active.id, f"internal error while claiming children: {exc!r}", "internal")
+            return
         finally:
             active.refilling = False
+        if active.cancelled:
+            return  # the cancellation's transaction marks claimed children cancelled
+        active.buffer.extend(rows)
+        if len(rows) < PAGE:
+            active.exhausted = True
+        if rows:
+            self._notify()
 
-    def _cap(self) -> int:
-        return self.settings.per_run_concurrency or 1 << 30
+    def _refill_soon(self, active: ActiveRun) -> None:
+        if active.refilling or active.exhausted or active.cancelled or self._work_tg is None:
+            return
+        active.refilling = True
+        self._work_tg.start_soon(self._refill, active)
 
-    async def _next(self) -> tuple[ActiveRun, Row] | None:
-        """Round-robin: each call serves the next run that has a child ready."""
+    # -- workers
+    def _notify(self) -> None:
+        """Wake every idle worker; later waiters wait on a fresh event."""
+        self._work.set()
+        self._work = anyio.Event()
+
+    def _pick(self) -> tuple[ActiveRun, Row] | None:
+        """Round-robin: serve the next run that has a child ready and room under its cap.
+
+        Synchronous on purpose: no other worker can change the rotation while it runs."""
+        cap = self.settings.per_run_concurrency or 1 << 30
         for _ in range(len(self._order)):
             run_id = self._order[0]
             self._order.rotate(-1)
             active = self._runs.get(run_id)
-            if active is None:
-                self._order.remove(run_id)
+            if active is None or active.cancelled:
+                self._order.pop()  # finished or cancelled: it was just rotated to the end
                 continue
-            if active.in_flight >= self._cap():
-                continue
-            if not active.buffer and not active.exhausted:
-                await self._refill(active)
-            if active.buffer and not active.cancelled:
+            if len(active.buffer) < LOW_WATER:
+                self._refill_soon(active)
+            if active.buffer and active.in_flight < cap:
                 active.in_flight += 1
                 return active, active.buffer.popleft()
         return None
@@ -178,81 +218,126 @@ class Scheduler:
     async def _worker(self) -> None:
         assert self._send is not None
         while True:
-            gen = self._gen
-            picked = await self._next()
+            picked = self._pick()
             if picked is None:
-                if gen == self._gen:
-                    await self._work.wait()
+                await self._work.wait()
                 continue
             active, child = picked
             await self._send.send(("start", (child["id"], active.id, now_iso())))
-            finish: ChildFinish | None = None
-            with anyio.CancelScope() as scope:
-                active.scopes.add(scope)
-                try:
-                    finish = await self.executor.execute(active.ctx, child)
-                except Exception as exc:  # an executor bug must not kill the worker or leave a child open
-                    log.exception("child %s crashed", child["id"])
-                    finish = ChildFinish(
-                        child_id=child["id"],
-                        run_id=active.id,
-                        status="error",
-                        error={"message": f"internal error: {exc!r}", "error_code": "internal"},
-                        completed_at=now_iso(),
-                    )
-                finally:
-                    active.scopes.discard(scope)
-                    active.in_flight -= 1
+            finish = await self._execute(active, child)
+            active.in_flight -= 1
             if finish is not None and not active.cancelled:
                 await self._send.send(("finish", finish))
-            self._notify()
+            if self.settings.per_run_concurrency:
+                self._notify()  # a slot under this run's cap opened for idle workers
 
+    async def _execute(self, active: ActiveRun, child: Row) -> ChildFinish | None:
+        """None when the run was cancelled meanwhile (the cancellation already closed the child)."""
+        with anyio.CancelScope() as scope:
+            if active.cancelled:
+                scope.cancel()
+            active.scopes.add(scope)
+            try:
+                return await self.executor.execute(active.ctx, child)
+            except Exception as exc:  # an executor bug must not kill the worker or leave a child open
+                log.exception("child %s crashed", child["id"])
+                return ChildFinish(
+                    child_id=child["id"],
+                    run_id=active.id,
+                    status="error",
+                    error={"message": f"internal error: {exc!r}", "error_code": "internal"},
+                    check_id=child.get("check_id"),
+                    attempt=int(child.get("attempt") or 0),
+                    completed_at=now_iso(),
+                )
+            finally:
+                active.scopes.discard(scope)
+        return None
+
+    # -- group commit
     async def _committer(self) -> None:
         assert self._recv is not None
         interval = self.settings.commit_interval_ms / 1000
+        limit = max(1, self.settings.commit_batch)
         async with self._recv:
             while True:
-                first = await self._recv.receive()
-                batch = [first]
+                try:
+                    batch = [await self._recv.receive()]
+                except anyio.EndOfStream:
+                    return
                 with anyio.move_on_after(interval):
-                    while len(batch) < self.settings.commit_batch:
-                        batch.append(await self._recv.receive())
-                while len(batch) < self.settings.commit_batch:  # drain what is already queued
+                    try:
+                        while len(batch) < limit:
+                            batch.append(await self._recv.receive())
+                    except anyio.EndOfStream:
+                        pass
+                while len(batch) < limit:  # whatever is already queued joins this transaction
                     try:
                         batch.append(self._recv.receive_nowait())
-                    except anyio.WouldBlock:
+                    except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 await self._commit(batch)
 
     async def _commit(self, batch: list[Item]) -> None:
-        starts = [v for k, v in batch if k == "start"]
-        finishes = [v for k, v in batch if k == "finish"]
-        events = await self.store.children.apply(starts, finishes)
-        self.hub.publish(events)
-        done = {e["run_id"] for e in events if _open(e["body"]["run"]) == 0}
-        for run_id in done:
-            await self._maybe_finish(run_id)
+        starts: list[Start] = [v for k, v in batch if k == "start"]
+        finishes: list[ChildFinish] = [v for k, v in batch if k == "finish"]
+        with anyio.CancelScope(shield=True):  # persist, then publish: never one without the other
+            try:
+                events = await self.store.children.apply(starts, finishes)
+            except Exception:
+                log.exception("group commit of %d item(s) failed; committing them one by one", len(batch))
+                events = await self._commit_one_by_one(starts, finishes)
+            self._publish(events)
+        for e in events:  # the last child's commit also ended its run
+            if e["type"] == "run.finished":
+                self._runs.pop(e["run_id"], None)
 
-    async def _maybe_finish(self, run_id: str) -> None:
-        active = self._runs.get(run_id)
-        if active is None or active.in_flight or active.buffer or not active.exhausted:
-            if active is not None and not active.exhausted:
-                return
-            if active is not None and (active.in_flight or active.buffer):
-                return
-        run = await self.store.runs.get(run_id)
-        if run["c_pending"] + run["c_queued"] + run["c_running"]:
-            return
-        status, message = ("completed", None)
-        if run["kind"] == "experiment":
-            status, message = experiment_final_status(run)
-        event = await self.store.runs.finish(
-            run_id, status, error={"message": message, "error_code": "all_documents_failed"} if message else None
-        )
+    async def _commit_one_by_one(self, starts: list[Start], finishes: list[ChildFinish]) -> list[dict[str, Any]]:
+        """Isolate a poison row: its run fails (never stays running), the others commit."""
+        events: list[dict[str, Any]] = []
+        for start in starts:
+            try:
+                events += await self.store.children.apply([start], [])
+            except Exception:
+                log.exception("start of child %s could not be stored", start[0])
+        for finish in finishes:
+            try:
+                events += await self.store.children.apply([], [finish])
+            except Exception as exc:
+                log.exception("result of child %s could not be stored", finish.child_id)
+                await self._fail_run(finish.run_id, f"internal error while storing a result: {exc!r}", "internal")
+        return events
+
+    # -- ending a run
+    async def _finish(self, run_id: str) -> None:
+        """A run found with no open child when it starts: no children, or all committed before a restart."""
+        event = await self.store.runs.complete_if_done(run_id)
         self._runs.pop(run_id, None)
         if event:
-            self.hub.publish([event])
+            self._publish([event])
 
+    async def _fail_run(self, run_id: str, message: str, code: str, details: dict[str, Any] | None = None) -> None:
+        if run_id in self._starting:
+            self._cancelled_starting.add(run_id)
+        active = self._runs.pop(run_id, None)
+        if active is not None:
+            active.cancelled = True
+            active.buffer.clear()
+            for scope in list(active.scopes):
+                scope.cancel()
+        with anyio.CancelScope(shield=True):
+            try:
+                event = await self.store.runs.finish(
+                    run_id, "error", error={"message": message, "error_code": code, **(details or {})}
+                )
+            except Exception:
+                log.exception("run %s could not be marked as failed", run_id)
+                return
+            if event:
+                self._publish([event])
 
-def _open(state: dict[str, Any]) -> int:
-    return int(state["c_pending"]) + int(state["c_queued"]) + int(state["c_running"])
+    def _publish(self, events: Iterable[dict[str, Any]]) -> None:
+        try:
+            self.hub.publish(events)
+        except Exception:  # the feed must never stop the runner; subscribers resync from the store
+            log.exception("publishing to the feed failed")

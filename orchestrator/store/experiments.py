@@ -95,6 +95,8 @@ class ExperimentStore:
         if documents is not None:
             sets["document_count"] = len(documents)
             sets["documents_fingerprint"] = documents_fingerprint(documents)
+        if not sets:
+            return await self.get(experiment_id)  # an empty update changes nothing, not even updated_at
         sets["updated_at"] = now_iso()
         cols = ", ".join(f"{k} = ?" for k in sets)
         async with self.db.transaction() as conn:

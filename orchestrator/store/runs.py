@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
+from orchestrator.core.lifecycle import final_status, open_count
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
 from orchestrator.store.db import Database, Row
@@ -51,30 +51,27 @@ def state_of(row: Row) -> dict[str, Any]:
         "cancel_reason",
         "stats",
     )
-    return {k: row.get(k) for k in keys}
+    state = {k: row.get(k) for k in keys}
+    # A copy: the committer keeps adding to the run's stats after this event was built.
+    state["stats"] = dict(state["stats"] or {})
+    return state
 
 
-async def append_event(
-    conn: aiosqlite.Connection, run_id: str, type_: str, body: dict[str, Any], child_id: str | None = None
+def append_event(
+    conn: sqlite3.Connection, run_id: str, type_: str, body: dict[str, Any], child_id: str | None = None
 ) -> dict[str, Any]:
-    """Next per-run seq + a row in `events`, inside the caller's transaction."""
-    async with conn.execute(
-        "UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (run_id,)
-    ) as cur:
-        row = await cur.fetchone()
+    """Next per-run seq + a row in `events`, inside the caller's (sync) transaction."""
+    row = conn.execute("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (run_id,)).fetchone()
     seq = int(row["last_seq"]) if row else 0
-    ts = now_iso()
-    async with conn.execute(
+    grow = conn.execute(
         "INSERT INTO events(run_id, seq, type, child_id, body_json, created_at) VALUES (?,?,?,?,?,?) RETURNING gseq",
-        (run_id, seq, type_, child_id, dumps(body), ts),
-    ) as cur:
-        grow = await cur.fetchone()
+        (run_id, seq, type_, child_id, dumps(body), now_iso()),
+    ).fetchone()
     return {"gseq": int(grow["gseq"]) if grow else 0, "run_id": run_id, "seq": seq, "type": type_, "body": body}
 
 
-async def read_state(conn: aiosqlite.Connection, run_id: str) -> dict[str, Any]:
-    async with conn.execute(f"SELECT {STATE_COLS} FROM runs WHERE id = ?", (run_id,)) as cur:
-        row = await cur.fetchone()
+def read_state(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {STATE_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise NotFound(f"Run {run_id} not found")
     row["error"] = loads(row.pop("error_json"))
@@ -97,8 +94,24 @@ class RunStore:
         ts = now_iso()
         kind = run["kind"]
         prefix = RESULT_PREFIX[kind]
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        # Children go in as one JSON array expanded by SQLite (json_each): one statement whatever
+        # their number, instead of one GIL hand-off per row (see store/db.py).
+        rows = dumps(
+            [
+                [
+                    new_id(prefix),
+                    i,
+                    c.get("check_id"),
+                    c["block_id"],
+                    c["block_type"],
+                    dumps(c.get("handle_inputs", {})),
+                ]
+                for i, c in enumerate(children or [])
+            ]
+        )
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+            conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total, c_pending,"
                 " fingerprints_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -124,37 +137,28 @@ class RunStore:
                 ),
             )
             if experiment_id is not None:
-                await conn.execute(
+                conn.execute(
                     "INSERT INTO children(id, run_id, position, document_id, block_id, block_type, status,"
                     " handle_inputs_json, created_at) SELECT ? || '_' || lower(hex(randomblob(9))), ?, position, id,"
                     " ?, ?, 'pending', handle_inputs_json, ? FROM experiment_documents WHERE experiment_id = ?",
                     (prefix, run["id"], run["block_id"], run["block_type"], ts, experiment_id),
                 )
-                await conn.execute("UPDATE experiments SET last_run_id = ? WHERE id = ?", (run["id"], experiment_id))
+                conn.execute("UPDATE experiments SET last_run_id = ? WHERE id = ?", (run["id"], experiment_id))
             else:
-                await conn.executemany(
+                conn.execute(
                     "INSERT INTO children(id, run_id, position, check_id, block_id, block_type, status,"
-                    " handle_inputs_json, created_at) VALUES (?,?,?,?,?,?,'pending',?,?)",
-                    [
-                        (
-                            new_id(prefix),
-                            run["id"],
-                            i,
-                            c.get("check_id"),
-                            c["block_id"],
-                            c["block_type"],
-                            dumps(c.get("handle_inputs", {})),
-                            ts,
-                        )
-                        for i, c in enumerate(children or [])
-                    ],
+                    " handle_inputs_json, created_at) SELECT j.value ->> 0, ?, j.value ->> 1, j.value ->> 2,"
+                    " j.value ->> 3, j.value ->> 4, 'pending', j.value ->> 5, ? FROM json_each(?) AS j",
+                    (run["id"], ts, rows),
                 )
-            await conn.execute(
-                "UPDATE runs SET total = (SELECT count(*) FROM children WHERE run_id = ?),"
-                " c_pending = (SELECT count(*) FROM children WHERE run_id = ?) WHERE id = ?",
-                (run["id"], run["id"], run["id"]),
+            conn.execute(
+                "UPDATE runs SET total = (SELECT count(*) FROM children WHERE run_id = ?1),"
+                " c_pending = (SELECT count(*) FROM children WHERE run_id = ?1) WHERE id = ?1",
+                (run["id"],),
             )
-            event = await append_event(conn, run["id"], "progress", {"run": await read_state(conn, run["id"])})
+            return append_event(conn, run["id"], "progress", {"run": read_state(conn, run["id"])})
+
+        event = await self.db.write(tx)
         return await self.get(run["id"]), event
 
     async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> Row:
@@ -213,20 +217,21 @@ class RunStore:
     async def set_status(self, run_id: str, status: str) -> dict[str, Any] | None:
         """pending → queued → running. Returns the feed event, or None when nothing changed."""
         ts = now_iso()
-        async with self.db.transaction() as conn:
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
             if status == "running":
-                cur = await conn.execute(
+                cur = conn.execute(
                     "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) WHERE id = ?"
                     " AND status IN ('pending','queued')",
                     (ts, run_id),
                 )
             else:
-                cur = await conn.execute(
-                    "UPDATE runs SET status = ? WHERE id = ? AND status = 'pending'", (status, run_id)
-                )
+                cur = conn.execute("UPDATE runs SET status = ? WHERE id = ? AND status = 'pending'", (status, run_id))
             if cur.rowcount == 0:
                 return None
-            return await append_event(conn, run_id, "progress", {"run": await read_state(conn, run_id)})
+            return append_event(conn, run_id, "progress", {"run": read_state(conn, run_id)})
+
+        return await self.db.write(tx)
 
     async def finish(
         self,
@@ -239,20 +244,42 @@ class RunStore:
     ) -> dict[str, Any] | None:
         """Terminal transition (also cancels any child still open). Idempotent: None if already terminal."""
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            async with conn.execute("SELECT status, kind FROM runs WHERE id = ?", (run_id,)) as cur:
-                row = await cur.fetchone()
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute("SELECT status, kind FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None or row["status"] in TERMINAL:
                 return None
-            await _cancel_open_children(conn, run_id, reason or ("run failed" if status == "error" else None), ts)
-            await conn.execute(
+            _cancel_open_children(conn, run_id, reason or ("run failed" if status == "error" else None), ts)
+            conn.execute(
                 "UPDATE runs SET status = ?, completed_at = ?, error_json = ?, cancel_reason = ?,"
                 " stats_json = coalesce(?, stats_json),"
                 " score = CASE WHEN kind = 'experiment' AND c_completed > 0 THEN score_sum / c_completed ELSE score END"
                 " WHERE id = ?",
                 (status, ts, dumps(error), reason, dumps(stats), run_id),
             )
-            return await append_event(conn, run_id, "run.finished", {"run": await read_state(conn, run_id)})
+            return append_event(conn, run_id, "run.finished", {"run": read_state(conn, run_id)})
+
+        return await self.db.write(tx)
+
+    async def complete_if_done(self, run_id: str) -> dict[str, Any] | None:
+        """End a run that has no open child (completed, or error when every document failed), in one
+        transaction that checks it. None when the run is terminal already or still has work."""
+        ts = now_iso()
+
+        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(f"SELECT kind, {STATE_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None or row["status"] in TERMINAL or open_count(row):
+                return None
+            status, error = final_status(row["kind"], row)
+            conn.execute(
+                "UPDATE runs SET status = ?, completed_at = ?, error_json = ?,"
+                " score = CASE WHEN kind = 'experiment' AND c_completed > 0 THEN score_sum / c_completed ELSE score END"
+                " WHERE id = ?",
+                (status, ts, dumps(error), run_id),
+            )
+            return append_event(conn, run_id, "run.finished", {"run": read_state(conn, run_id)})
+
+        return await self.db.write(tx)
 
     async def previous_completed(self, experiment_id: str, before_n: int) -> Row | None:
         row = await self.db.fetchone(
@@ -262,19 +289,18 @@ class RunStore:
         return decode_run(row) if row else None
 
     async def delete_events_before(self, gseq: int) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM events WHERE gseq < ?", (gseq,))
+        await self.db.write(lambda conn: conn.execute("DELETE FROM events WHERE gseq < ?", (gseq,)))
 
 
-async def _cancel_open_children(conn: aiosqlite.Connection, run_id: str, reason: str | None, ts: str) -> None:
-    async with conn.execute(
+def _cancel_open_children(conn: sqlite3.Connection, run_id: str, reason: str | None, ts: str) -> None:
+    # rowcount, not RETURNING: cancelling 100,000 open children must not ship their ids to Python.
+    cur = conn.execute(
         "UPDATE children SET status = 'cancelled', cancel_reason = ?, completed_at = ? WHERE run_id = ?"
-        " AND status IN ('pending','queued','running') RETURNING id",
+        " AND status IN ('pending','queued','running')",
         (reason, ts, run_id),
-    ) as cur:
-        n = len(list(await cur.fetchall()))
-    if n:
-        await conn.execute(
+    )
+    if cur.rowcount:
+        conn.execute(
             "UPDATE runs SET c_cancelled = c_cancelled + c_pending + c_queued + c_running, c_pending = 0,"
             " c_queued = 0, c_running = 0 WHERE id = ?",
             (run_id,),

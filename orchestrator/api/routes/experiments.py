@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
+import anyio
+import anyio.from_thread
+import anyio.to_thread
 from aiohttp import web
 
 from orchestrator.api.http import (
@@ -15,6 +18,7 @@ from orchestrator.api.http import (
     parse_body,
     q,
     q_bool,
+    q_enum,
     q_required,
 )
 from orchestrator.api.routes.runs import run_filters
@@ -27,6 +31,7 @@ from orchestrator.core.planning import metrics_validity_fingerprint
 from orchestrator.errors import NotFound, Unprocessable
 from orchestrator.store.db import Row
 
+T = TypeVar("T")
 routes = web.RouteTableDef()
 PUBLIC_STATUS = {
     "pending": "processing",
@@ -123,8 +128,9 @@ async def cancel_run(request: web.Request) -> web.Response:
 @routes.get("/v1/workflows/experiments/results")
 async def list_results(request: web.Request) -> web.Response:
     s = svc(request)
+    req = page_request(request, 100)
     run = await s.store.runs.get(q_required(request, "run_id"), "experiment")
-    p = await s.store.children.list_page(run["id"], page_request(request, 100))
+    p = await s.store.children.list_page(run["id"], req)
     for c in p.rows:
         c["experiment_id"] = run["experiment_id"]
     return json_response(page_json(p, [render.experiment_result(c) for c in p.rows]))
@@ -136,29 +142,51 @@ async def get_result(request: web.Request) -> web.Response:
     return json_response(render.experiment_result(child))
 
 
-async def _doc_records(s: Services, run: Row, prior: Row | None) -> AsyncIterator[metrics.DocRecord]:
-    """Stream (document, record, prior record) in pages: bounded memory on 50,000-document runs."""
-    docs = s.store.experiments.iter_documents(run["experiment_id"])
-    names = {}
-    async for d in docs:
-        names[d["id"]] = d["filename"]
+METRICS_PAGE = 1000
+
+
+async def _doc_pages(s: Services, run: Row, prior: Row | None) -> AsyncGenerator[list[metrics.DocRecord], None]:
+    """(document, record, prior record) in pages of METRICS_PAGE, straight from SQLite."""
     after = -1
     while True:
-        rows = await s.store.children.completed_for_run(run["id"], after, 1000)
+        rows = await s.store.children.consensus_page(run["id"], after, METRICS_PAGE)
         prior_records: dict[str, Any] = {}
         if prior is not None and rows:
             prior_records = await s.store.children.records_for_documents(prior["id"], [r["document_id"] for r in rows])
-        for r in rows:
-            record = (r.get("result") or {}).get("consensus") if r["status"] == "completed" else None
-            yield metrics.DocRecord(
+        yield [
+            metrics.DocRecord(
                 document_id=r["document_id"],
-                filename=names.get(r["document_id"], ""),
-                record=record,
+                filename=r["filename"],
+                record=r["consensus"],
                 prior=prior_records.get(r["document_id"]),
             )
-        if len(rows) < 1000:
+            for r in rows
+        ]
+        if len(rows) < METRICS_PAGE:
             return
         after = rows[-1]["position"]
+
+
+async def _streamed(s: Services, run: Row, prior: Row | None, view: Callable[[Iterable[metrics.DocRecord]], T]) -> T:
+    """Run a one-pass metrics view over every document without holding them all: the view runs in
+    a worker thread and pulls one page at a time from the event loop. Memory stays at one page plus
+    what the view itself returns, and the loop keeps serving while a 50,000-document view computes."""
+    pages = _doc_pages(s, run, prior)
+
+    async def next_page() -> list[metrics.DocRecord] | None:
+        try:
+            return await pages.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def records() -> Iterator[metrics.DocRecord]:
+        while (page := anyio.from_thread.run(next_page)) is not None:
+            yield from page
+
+    try:
+        return await anyio.to_thread.run_sync(lambda: view(records()))
+    finally:
+        await pages.aclose()
 
 
 async def _prior(s: Services, run: Row, include: bool, prior_id: str | None) -> Row | None:
@@ -172,7 +200,7 @@ async def _prior(s: Services, run: Row, include: bool, prior_id: str | None) -> 
 @routes.get("/v1/workflows/experiments/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
     s = svc(request)
-    view = q(request, "view", "summary")
+    view = q_enum(request, "view", "summary")
     if view not in ("summary", "by_document", "by_target", "votes"):
         raise Unprocessable(
             "`view` must be summary, by_document, by_target or votes",
@@ -220,23 +248,33 @@ async def get_metrics(request: web.Request) -> web.Response:
     include = q_bool(request, "include_prior", True)
     prior = await _prior(s, run, include, q(request, "prior_run_id"))
     if view == "summary":
-        docs = [d async for d in _doc_records(s, run, prior)]
-        body = metrics.summary_view(
-            experiment_id=exp["id"],
-            run_id=run["id"],
-            block_type=run["block_type"],
-            block_execution_fingerprint=fps.get("block_execution_fingerprint"),
-            docs=docs,
-            total_document_count=run["total"],
-            prior_run_id=prior["id"] if prior else None,
-            include_prior=include,
+        body = await _streamed(
+            s,
+            run,
+            prior,
+            lambda docs: metrics.summary_view(
+                experiment_id=exp["id"],
+                run_id=run["id"],
+                block_type=run["block_type"],
+                block_execution_fingerprint=fps.get("block_execution_fingerprint"),
+                docs=docs,
+                total_document_count=run["total"],
+                prior_run_id=prior["id"] if prior else None,
+                include_prior=include,
+            ),
         )
         body["definition_fingerprint"] = fps.get("block_execution_fingerprint")
         return json_response(body)
     if view == "by_target":
-        docs = [d async for d in _doc_records(s, run, prior)]
         return json_response(
-            metrics.by_target_view(run_id=run["id"], target=str(target), docs=docs, include_prior=include)
+            await _streamed(
+                s,
+                run,
+                prior,
+                lambda docs: metrics.by_target_view(
+                    run_id=run["id"], target=str(target), docs=docs, include_prior=include
+                ),
+            )
         )
     doc = await _one_doc(s, run, prior, str(document_id))
     if view == "by_document":
@@ -268,7 +306,7 @@ async def get_artifact(request: web.Request) -> web.Response:
 async def list_artifacts(request: web.Request) -> web.Response:
     s = svc(request)
     p = await s.store.children.list_artifacts(
-        page_request(request, 100), run_id=q(request, "run_id"), operation=q(request, "operation")
+        page_request(request, 100), run_id=q(request, "run_id"), operation=q_enum(request, "operation")
     )
     return json_response(page_json(p, [r["body"] for r in p.rows]))
 
@@ -278,8 +316,9 @@ async def list_artifacts(request: web.Request) -> web.Response:
 async def list_experiments(request: web.Request) -> web.Response:
     s = svc(request)
     wid = q_required(request, "workflow_id")
+    req = page_request(request, 50)
     await s.store.workflows.get_workflow(wid)
-    p = await s.store.experiments.list_page(wid, page_request(request, 50), block_id=q(request, "block_id"))
+    p = await s.store.experiments.list_page(wid, req, block_id=q(request, "block_id"))
     return json_response(page_json(p, [await experiment_json(s, r) for r in p.rows]))
 
 
@@ -316,7 +355,10 @@ async def list_documents(request: web.Request) -> web.Response:
     docs = await s.store.experiments.documents(request.match_info["experiment_id"])
     return json_response(
         {
-            "data": [{"id": d["id"], "filename": d["filename"], "handle_inputs": d["handle_inputs"]} for d in docs],
+            "data": [
+                {"id": d["id"], "filename": d["filename"], "handle_inputs": render.handle_inputs(d["handle_inputs"])}
+                for d in docs
+            ],
             "list_metadata": {"before": None, "after": None},
         }
     )

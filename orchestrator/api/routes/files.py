@@ -5,21 +5,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mimetypes
+import re
+from urllib.parse import quote
 
 from aiohttp import web
 
 from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date
-from orchestrator.api.keys import UPLOAD_SECRET
+from orchestrator.api.keys import SETTINGS
 from orchestrator.api.routes.workflows import svc
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
-from orchestrator.errors import Unauthorized
+from orchestrator.errors import Unauthorized, Unprocessable
 
 routes = web.RouteTableDef()
 
 
 def _sig(request: web.Request, file_id: str) -> str:
-    secret = request.app[UPLOAD_SECRET]
+    # Keyed by the API key(s), not a per-process secret: an upload URL must outlive a restart for
+    # as long as its session does (expires_at), and the key is already the server's secret.
+    secret = hashlib.sha256(b"orchestrator-upload\0" + ",".join(request.app[SETTINGS].api_keys).encode()).digest()
     return hmac.new(secret, file_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -28,6 +32,12 @@ async def create_upload(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CreateUpload)
     s = svc(request)
     mime = body.content_type or mimetypes.guess_type(body.filename)[0] or "application/octet-stream"
+    if not _MIME.fullmatch(mime.split(";", 1)[0].strip()) or any(ord(c) < 32 for c in mime):
+        raise Unprocessable(
+            f"content_type {mime!r} is not a MIME type",
+            details={"errors": [{"loc": ["body", "content_type"], "msg": "not a MIME type", "type": "value_error"}]},
+        )
+    mime = mime.split(";", 1)[0].strip()
     row = await s.store.files.create_upload(
         filename=body.filename,
         size_bytes=body.size_bytes,
@@ -82,7 +92,7 @@ async def list_files(request: web.Request) -> web.Response:
         filename=q(request, "filename"),
         mime_type=q(request, "mime_type"),
         from_date=q_date(request, "from_date"),
-        to_date=q_date(request, "to_date"),
+        to_date=q_date(request, "to_date", end_of_day=True),
     )
     return json_response(page_json(p, [render.file(r) for r in p.rows]))
 
@@ -106,8 +116,17 @@ async def download(request: web.Request) -> web.Response:
     s = svc(request)
     row = await s.store.files.get(request.match_info["file_id"])
     data = await s.store.files.data(row["id"])
+    mime = row["mime_type"] if _MIME.fullmatch(row["mime_type"] or "") else "application/octet-stream"
     return web.Response(
-        body=data or b"",
-        content_type=row["mime_type"],
-        headers={"Content-Disposition": f'attachment; filename="{row["filename"]}"'},
+        body=data or b"", content_type=mime, headers={"Content-Disposition": _disposition(row["filename"])}
     )
+
+
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
+
+
+def _disposition(filename: str) -> str:
+    """A header-safe Content-Disposition for any stored filename (RFC 6266 + RFC 5987): control
+    characters must never reach a header, and quotes must not end the quoted string early."""
+    ascii_name = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename) or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

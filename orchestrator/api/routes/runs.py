@@ -20,7 +20,6 @@ from orchestrator.api.routes.workflows import svc
 from orchestrator.api.wire import render
 from orchestrator.api.wire import requests as rq
 from orchestrator.errors import NotFound, Unprocessable
-from orchestrator.store.db import Row
 
 routes = web.RouteTableDef()
 STATUSES = {"pending", "queued", "running", "completed", "error", "cancelled"}
@@ -47,22 +46,25 @@ def run_filters(request: web.Request, check_key: str) -> dict[str, Any]:
         "exclude_statuses": excluded,
         "trigger_types": q_list(request, "trigger_type") + q_list(request, "trigger_types"),
         "from_date": q_date(request, "from_date"),
-        "to_date": q_date(request, "to_date"),
+        "to_date": q_date(request, "to_date", end_of_day=True),
     }
 
 
-async def _results(request: web.Request, run: Row) -> web.Response:
+async def _results(request: web.Request, run_id: str, kinds: tuple[str, ...], seed: bool = False) -> web.Response:
     s = svc(request)
-    p = await s.store.children.list_page(run["id"], page_request(request, 20))
+    req = page_request(request, 20)  # a bad query is a 400/422 whether or not the run exists
+    run = await s.store.runs.get(run_id, kinds)
+    p = await s.store.children.list_page(run["id"], req)
     checks = {c["id"]: c for c in await s.store.checks.for_scope(run["workflow_id"], check_id=None, block_id=None)}
     items = []
     for child in p.rows:
         child["workflow_id"] = run["workflow_id"]
-        items.append(render.eval_result(child, checks.get(child["check_id"])))
+        child["run_kind"] = run["kind"]
+        items.append(render.eval_result(child, checks.get(child["check_id"]), seed=seed))
     return json_response(page_json(p, items))
 
 
-async def _one_result(request: web.Request, result_id: str, kinds: tuple[str, ...]) -> web.Response:
+async def _one_result(request: web.Request, result_id: str, kinds: tuple[str, ...], seed: bool = False) -> web.Response:
     s = svc(request)
     child = await s.store.children.get(result_id, kinds)
     check = None
@@ -71,7 +73,7 @@ async def _one_result(request: web.Request, result_id: str, kinds: tuple[str, ..
             check = await s.store.checks.get(child["check_id"])
         except NotFound:
             check = None
-    return json_response(render.eval_result(child, check))
+    return json_response(render.eval_result(child, check, seed=seed))
 
 
 for kind, check_key in (("eval", "eval_id"), ("test", "test_id")):
@@ -111,8 +113,7 @@ for kind, check_key in (("eval", "eval_id"), ("test", "test_id")):
 
         @routes.get(base + "/results")
         async def list_results(request: web.Request) -> web.Response:
-            run = await svc(request).store.runs.get(q_required(request, "run_id"), kinds)
-            return await _results(request, run)
+            return await _results(request, q_required(request, "run_id"), kinds)
 
         @routes.get(base + "/results/{result_id}")
         async def get_result(request: web.Request) -> web.Response:
@@ -153,12 +154,11 @@ async def create_nested_run(request: web.Request) -> web.Response:
 
 @routes.get("/v1/workflows/tests/runs/{run_id}/results")
 async def nested_results(request: web.Request) -> web.Response:
-    run = await svc(request).store.runs.get(request.match_info["run_id"], ("test", "eval"))
-    return await _results(request, run)
+    return await _results(request, request.match_info["run_id"], ("test", "eval"), seed=True)
 
 
 @routes.get("/v1/workflows/tests/runs/{run_id}/results/{test_id}")
 async def nested_result(request: web.Request) -> web.Response:
     s = svc(request)
     child = await s.store.children.by_check(request.match_info["run_id"], request.match_info["test_id"])
-    return await _one_result(request, child["id"], ("test", "eval"))
+    return await _one_result(request, child["id"], ("test", "eval"), seed=True)

@@ -13,6 +13,7 @@ from orchestrator.api.http import (
     page_request,
     parse_body,
     q,
+    q_enum,
     q_required,
 )
 from orchestrator.api.keys import SERVICES
@@ -76,6 +77,10 @@ async def update_block(request: web.Request) -> web.Response:
             "The block type cannot be changed", code="block_type_immutable", details={"type": current["type"]}
         )
     changes = body.model_dump(exclude_unset=True, exclude={"config_mode", "type"})
+    # null clears the nullable columns (width, height, parent_id); on the others it means "unchanged".
+    for key in ("label", "position_x", "position_y"):
+        if key in changes and changes[key] is None:
+            del changes[key]
     if "config" in changes:
         mode = body.config_mode or "merge"
         new = changes["config"] if mode == "replace" else merge_patch(current.get("config") or {}, changes["config"])
@@ -145,7 +150,7 @@ async def list_workflows(request: web.Request) -> web.Response:
     p = await svc(request).store.workflows.list_workflows(
         page_request(request, 10),
         project_id=q(request, "project_id"),
-        sort_by=q(request, "sort_by", "updated_at") or "updated_at",
+        sort_by=q_enum(request, "sort_by", "updated_at") or "updated_at",
     )
     return json_response(page_json(p, [render.workflow(r) for r in p.rows]))
 

@@ -72,6 +72,43 @@ def file(row: Row) -> dict[str, Any]:
     }
 
 
+def _seed_safe(status: str, kind: str | None) -> str:
+    """Seed-era (REPO141) test runs and results reject `queued`; any test client reads `pending` fine."""
+    return "pending" if kind == "test" and status == "queued" else status
+
+
+def handle_inputs(payloads: Any, *, seed: bool = False) -> dict[str, Any]:
+    """Handle payloads as stored, made readable by the client era asking (Appendix A).
+
+    Every era: `type` is present (the SDK160 union is not discriminated) and a file reference has
+    `id` (the SDK160 FileRef needs it even when a seed-era client sent only `original_id`).
+    `seed=True` (the REPO141 routes) adds `original_id` + `gcs_uri` of its MaterializedDocument;
+    they stay off the SDK routes so a stored payload reads back exactly as it was written."""
+    if not isinstance(payloads, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for handle, payload in payloads.items():
+        if isinstance(payload, dict) and isinstance(payload.get("document"), dict):
+            doc = dict(payload["document"])
+            fid = doc.get("id") or doc.get("original_id")
+            doc["id"] = fid
+            if seed:
+                doc["original_id"] = doc.get("original_id") or fid
+                doc.setdefault("gcs_uri", f"orchestrator://files/{fid}")
+            out[handle] = {**payload, "type": "file", "document": doc}
+        elif isinstance(payload, dict):
+            out[handle] = {"type": "json", **payload}
+        else:
+            out[handle] = {"type": "json", "data": payload}
+    return out
+
+
+def source(src: Any, *, seed: bool = False) -> Any:
+    if isinstance(src, dict) and src.get("type", "manual") == "manual":
+        return {**src, "type": "manual", "handle_inputs": handle_inputs(src.get("handle_inputs"), seed=seed)}
+    return src
+
+
 def lifecycle(status: str, error: dict[str, Any] | None, reason: str | None) -> dict[str, Any]:
     if status == "error":
         err = error or {}
@@ -127,7 +164,7 @@ def eval_run(row: Row) -> dict[str, Any]:
         "workflow_version_id": row["workflow_version_id"],
         "workflow": _workflow_ref(row),
         "trigger": {"type": row.get("trigger_type") or "api"},
-        "lifecycle": lifecycle(row["status"], row.get("error"), row.get("cancel_reason")),
+        "lifecycle": lifecycle(_seed_safe(row["status"], row["kind"]), row.get("error"), row.get("cancel_reason")),
         "timing": timing(row),
         "target": target,
         "eval_id": row.get("check_id"),
@@ -201,7 +238,7 @@ def _handles(data: Any) -> dict[str, Any] | None:
     return {k: {"type": "json", "data": v} for k, v in data.items()}
 
 
-def eval_result(child: Row, check: Row | None) -> dict[str, Any]:
+def eval_result(child: Row, check: Row | None, *, seed: bool = False) -> dict[str, Any]:
     result = child.get("result") or {}
     fps = result.get("fingerprints") or {}
     outputs = result.get("handle_outputs")
@@ -217,8 +254,12 @@ def eval_result(child: Row, check: Row | None) -> dict[str, Any]:
         "block_id": child["block_id"],
         "block_type": child["block_type"],
         "target": {"type": "block", "block_id": child["block_id"]},
-        "source": (check or {}).get("source") or {"type": "manual", "handle_inputs": child.get("handle_inputs")},
-        "lifecycle": lifecycle(child["status"], child.get("error"), child.get("cancel_reason")),
+        "source": source(
+            (check or {}).get("source") or {"type": "manual", "handle_inputs": child.get("handle_inputs")}, seed=seed
+        ),
+        "lifecycle": lifecycle(
+            _seed_safe(child["status"], child.get("run_kind")), child.get("error"), child.get("cancel_reason")
+        ),
         "timing": timing(child),
         "verdict": child.get("verdict"),
         "execution_fingerprint": fps.get("execution_fingerprint"),
@@ -227,7 +268,7 @@ def eval_result(child: Row, check: Row | None) -> dict[str, Any]:
         "block_execution_fingerprint": fps.get("block_execution_fingerprint"),
         "block_config_fingerprint": fps.get("block_execution_fingerprint"),
         "artifact": _artifact_ref(child),
-        "handle_inputs": child.get("handle_inputs") or {},
+        "handle_inputs": handle_inputs(child.get("handle_inputs"), seed=seed),
         "handle_outputs": _handles(outputs),
         "outputs": outputs,
         "routing_decisions": result.get("routing_decisions") or [],
@@ -254,7 +295,7 @@ def experiment_result(child: Row) -> dict[str, Any]:
         "lifecycle": lifecycle(child["status"], child.get("error"), child.get("cancel_reason")),
         "timing": timing(child),
         "block_type": child["block_type"],
-        "handle_inputs": child.get("handle_inputs") or {},
+        "handle_inputs": handle_inputs(child.get("handle_inputs")),
         "handle_outputs": _handles(result.get("handle_outputs")) or {},
         "artifact": _artifact_ref(child),
         "attempt": child.get("attempt") or 0,
@@ -265,7 +306,7 @@ def experiment_result(child: Row) -> dict[str, Any]:
     }
 
 
-def check(row: Row, dialect: str) -> dict[str, Any]:
+def check(row: Row, dialect: str, *, seed: bool = False) -> dict[str, Any]:
     def summary(s: dict[str, Any] | None) -> dict[str, Any] | None:
         if not s:
             return None
@@ -292,7 +333,7 @@ def check(row: Row, dialect: str) -> dict[str, Any]:
         "object": f"workflow_{dialect}",
         "workflow_id": row["workflow_id"],
         "target": {"type": "block", "block_id": row["block_id"]},
-        "source": row["source"],
+        "source": source(row["source"], seed=seed),
         "name": row["name"],
         "assertion": row["assertion"],
         "assertion_schema_dep": None,

@@ -120,10 +120,24 @@ class UpdateBlock(Body):
     config_mode: Literal["merge", "replace"] | None = None
     type: str | None = None
 
+    @field_validator("type", "config_mode", mode="before")
+    @classmethod
+    def _lenient(cls, v: Any) -> Any:
+        if isinstance(v, str) and "." in v:
+            return v.rsplit(".", 1)[1].lower()
+        return v
+
 
 class ValidateBlockConfig(Body):
     config: dict[str, Any]
     config_mode: Literal["merge", "replace"] = "replace"
+
+    @field_validator("config_mode", mode="before")
+    @classmethod
+    def _lenient(cls, v: Any) -> Any:
+        if isinstance(v, str) and "." in v:
+            return v.rsplit(".", 1)[1].lower()
+        return v
 
 
 class CreateEdge(Body):

@@ -1,0 +1,93 @@
+"""`python -m bench [--quick] [--peers] [--only a,b] [--out DIR]`: run the measurements, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bench import fairness, latency, peers, report, throughput
+from bench.stats import SCALES, Scale
+
+SECTIONS = ("throughput", "latency", "stuck", "fairness", "peers")
+Measure = Callable[[Scale, Callable[[str], None]], Awaitable[Any]]
+
+
+def _measures() -> dict[str, Measure]:
+    async def lat(scale: Scale, log: Callable[[str], None]) -> dict[str, Any]:
+        return {"rows": await latency.measure_latency(scale, log)}
+
+    return {
+        "throughput": throughput.measure,
+        "latency": lat,
+        "stuck": latency.measure_stuck,
+        "fairness": fairness.measure,
+        "peers": peers.measure,
+    }
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="a small version that finishes in about a minute")
+    p.add_argument("--peers", action="store_true", help="also run Inspect AI and promptfoo on the same workload")
+    p.add_argument("--only", default="", help=f"comma-separated sections to run: {', '.join(SECTIONS)}")
+    p.add_argument("--scale", choices=sorted(SCALES), help=argparse.SUPPRESS)
+    p.add_argument("--reps", type=int, default=0, help="repetitions per figure (default: the scale's)")
+    p.add_argument("--out", default="bench-results", help="folder for latest.md and latest.json")
+    return p.parse_args(argv)
+
+
+def chosen(args: argparse.Namespace) -> list[str]:
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(SECTIONS))
+        if unknown:
+            raise SystemExit(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+        return names
+    return [n for n in SECTIONS if n != "peers" or args.peers]
+
+
+async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    scale = SCALES[args.scale or ("quick" if args.quick else "full")]
+    if args.reps:
+        from dataclasses import replace
+
+        scale = replace(scale, reps=args.reps)
+    measures = _measures()
+    results: dict[str, Any] = {}
+    for name in chosen(args):
+        print(f"== {name} ({scale.name})", flush=True)
+        cond = report.conditions(command)
+        t0 = time.perf_counter()
+        section = await measures[name](scale, lambda line: print(line, flush=True))
+        if isinstance(section, list):
+            section = {"rows": section}
+        cond["load_avg_end"] = round(os.getloadavg()[0], 2)
+        cond["seconds"] = round(time.perf_counter() - t0, 1)
+        section["conditions"] = cond
+        section["reps"] = scale.reps
+        results[name] = section
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    command = "scripts/bench" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:]) if argv is None else "")
+    sections = anyio.run(run, args, command)
+    scale = args.scale or ("quick" if args.quick else "full")
+    results = report.write(Path(args.out), scale, sections)
+    print()
+    print(report.markdown(results))
+    print(f"wrote {Path(args.out) / 'latest.md'} and latest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Feed latency with 1…1,000 subscribers, and the cost of one subscriber that never reads.
+
+Subscribers live in another process (`bench.subscribers`) so their work does not share this
+process's event loop; both processes talk to the server over loopback only.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import orjson
+
+from bench.server import API_KEY, ROOT, Api, BenchError, running_server
+from bench.stats import Scale, median, ratio
+from bench.throughput import one_run
+
+TRANSPORTS = ("sse", "ws")
+
+
+async def _latency_once(scale: Scale, transport: str, count: int, timeout_s: float) -> dict[str, Any]:
+    async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+        api = Api(srv.url, session)
+        exp = await api.experiment(scale.latency_children, n_consensus=scale.passes)
+        proc = await anyio.open_process(
+            [sys.executable, "-m", "bench.subscribers", srv.url, API_KEY, transport, str(count), str(timeout_s)],
+            cwd=ROOT,
+        )
+        async with proc:
+            assert proc.stdout is not None and proc.stdin is not None
+            lines = _lines(proc.stdout)
+            with anyio.fail_after(180):
+                first = await anext(lines)
+            if first.strip() != "ready":
+                raise BenchError(f"subscribers said {first!r}")
+            t0 = time.perf_counter()
+            run_id = await api.start_run(exp)
+            await proc.stdin.send((run_id + "\n").encode())
+            with anyio.fail_after(timeout_s + 120):
+                summary = orjson.loads(await anext(lines))
+            seconds = time.perf_counter() - t0
+            await proc.wait()
+        summary["run_s_upper_bound"] = seconds
+        summary["server_peak_rss_mb"] = srv.peak_rss_mb()
+        return dict(summary)
+
+
+async def _lines(stream: Any) -> Any:
+    buf = b""
+    async for chunk in stream:
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode()
+
+
+async def measure_latency(scale: Scale, log: Any = print) -> list[dict[str, Any]]:
+    rows = []
+    for count in scale.subscriber_counts:
+        for transport in TRANSPORTS:
+            reps = []
+            for rep in range(scale.reps):
+                r = await _latency_once(scale, transport, count, timeout_s=scale.latency_timeout_s)
+                reps.append(r)
+                log(
+                    f"  latency {transport} x{count} rep {rep + 1}/{scale.reps}: p50 {r['p50_ms']:.1f} ms,"
+                    f" p99 {r['p99_ms']:.1f} ms, events {r['events']:,}, lagged {r['lagged']},"
+                    f" finished {r['finished']}/{count}, errors {r['errors']}"
+                )
+                if r["finished"] < count:
+                    # Cut off by the time limit: the figures are lower bounds, and repeating costs minutes.
+                    log(f"  latency {transport} x{count}: not every subscriber saw the end within the limit")
+                    break
+            rows.append(
+                {
+                    "transport": transport,
+                    "subscribers": count,
+                    "children": scale.latency_children,
+                    "p50_ms": median([r["p50_ms"] for r in reps]),
+                    "p99_ms": median([r["p99_ms"] for r in reps]),
+                    "max_ms": median([r["max_ms"] for r in reps]),
+                    "ts_p99_ms": median([r["ts_p99_ms"] for r in reps]),
+                    "events_per_subscriber": median([r["events"] / max(1, r["subscribers"]) for r in reps]),
+                    "lagged": median([r["lagged"] for r in reps]),
+                    "all_finished": all(r["finished"] == count for r in reps),
+                    "timeout_s": scale.latency_timeout_s,
+                    "server_peak_rss_mb": median([r["server_peak_rss_mb"] for r in reps]),
+                    "reps": reps,
+                }
+            )
+    return rows
+
+
+@contextmanager
+def stuck_client(url: str, transport: str) -> Iterator[socket.socket]:
+    """A client that subscribes to the all-runs feed and never reads a byte (its receive buffer is tiny)."""
+    parts = urlsplit(url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+    auth = f"Authorization: Bearer {API_KEY}\r\n"
+    if transport == "sse":
+        request = f"GET /v1/events HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}Accept: text/event-stream\r\n\r\n"
+    else:
+        request = (
+            f"GET /v1/ws HTTP/1.1\r\nHost: {parts.netloc}\r\n{auth}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    sock.sendall(request.encode())
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
+    """Run time of the same run with no subscriber, then with one SSE / one WS client that never reads."""
+    times: dict[str, list[float]] = {"none": [], "sse": [], "ws": []}
+    for rep in range(scale.reps):
+        for mode in ("none", "sse", "ws"):
+            async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+                api = Api(srv.url, session)
+                if mode == "none":
+                    r = await one_run(srv, api, scale.stuck_children, scale.passes)
+                else:
+                    with stuck_client(srv.url, mode):
+                        await anyio.sleep(0.2)  # let the server register the subscription
+                        r = await one_run(srv, api, scale.stuck_children, scale.passes)
+                times[mode].append(r["seconds"])
+                log(f"  stuck subscriber rep {rep + 1}/{scale.reps} {mode}: {r['seconds']:.2f} s")
+    base = median(times["none"])
+    return {
+        "children": scale.stuck_children,
+        "none_s": base,
+        "sse_s": median(times["sse"]),
+        "ws_s": median(times["ws"]),
+        "sse_ratio": ratio(median(times["sse"]), base),
+        "ws_ratio": ratio(median(times["ws"]), base),
+        "ratio": max(ratio(median(times["sse"]), base), ratio(median(times["ws"]), base)),
+        "times": times,
+    }
+
+
+def finite(x: float) -> bool:
+    return not math.isnan(x) and not math.isinf(x)

@@ -1,0 +1,91 @@
+"""A tiny run of every bench code path (N≈50) so `scripts/bench` cannot rot. No timing assertions."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bench import __main__ as bench_main
+from bench import peers, report
+from bench.floor import run_floor
+from bench.stats import median, percentile
+from bench.subscribers import finished_count
+
+
+@pytest.mark.parametrize(
+    ("values", "pct", "expected"),
+    [
+        ([3.0, 1.0, 2.0], 50, 2.0),
+        ([1.0, 2.0, 3.0, 4.0], 99, 4.0),
+        ([5.0], 1, 5.0),
+        ([1.0, None, 3.0], 50, 1.0),
+    ],
+)
+def test_percentile(values: list[Any], pct: float, expected: float) -> None:
+    assert percentile(values, pct) == expected
+
+
+@pytest.mark.parametrize(("values", "expected"), [([1.0, 3.0], 2.0), ([None, 2.0, math.nan], 2.0)])
+def test_median_skips_missing(values: list[Any], expected: float) -> None:
+    assert median(values) == expected
+
+
+def test_median_of_nothing_is_nan() -> None:
+    assert math.isnan(median([]))
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        ({"run": {"counts": {"lifecycle_counts": {"completed": 3, "error": 1, "cancelled": 0}}}}, 4),
+        ({"body": {"run": {"c_completed": 2, "c_error": 0, "c_cancelled": 1}}}, 3),
+        ({"type": "lagged"}, -1),
+    ],
+)
+def test_finished_count(event: dict[str, Any], expected: int) -> None:
+    assert finished_count(event) == expected
+
+
+async def test_floor_writes_every_row(tmp_path: Path) -> None:
+    result = await run_floor(50, passes=5, concurrency=8, workdir=tmp_path)
+    assert result.rows == 50
+    assert result.passes_per_s > 0
+
+
+def test_promptfoo_config_has_one_test_per_item() -> None:
+    config = peers.promptfoo_config(7)
+    assert len(config["tests"]) == 7
+    assert config["providers"] == ["echo"]
+
+
+@pytest.mark.e2e
+async def test_every_section_runs_and_reports(tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        quick=False, peers=False, only="throughput,latency,stuck,fairness", scale="smoke", reps=0, out=""
+    )
+    sections = await bench_main.run(args, "pytest smoke")
+    assert sections["throughput"]["rows"][0]["passes"] == 250
+    assert all(r["all_finished"] for r in sections["latency"]["rows"])
+    assert {r["transport"] for r in sections["latency"]["rows"]} == {"sse", "ws"}
+    assert sections["stuck"]["none_s"] > 0
+    assert sections["fairness"]["solo_ms"] > 0
+    results = report.write(tmp_path, "smoke", sections)
+    text = (tmp_path / "latest.md").read_text()
+    for title, _render in report.RENDERERS.values():
+        if "Peers" not in title:
+            assert title in text
+    assert orjson.loads((tmp_path / "latest.json").read_bytes())["sections"].keys() == results["sections"].keys()
+
+
+def test_report_keeps_sections_of_earlier_runs(tmp_path: Path) -> None:
+    peer_rows = {"rows": [{"tool": "x", "n_docs": 10, "note": "not measured: test"}], "reps": 1}
+    report.write(tmp_path, "smoke", {"peers": peer_rows})
+    fair = {"small": 5, "big": 200, "solo_ms": 10.0, "loaded_ms": math.nan, "ratio": math.nan, "big_run_s": 1.0}
+    results = report.write(tmp_path, "smoke", {"fairness": fair})
+    assert set(results["sections"]) == {"peers", "fairness"}
+    assert "| fairness | –× | ratio < 2 | **not met** |" in (tmp_path / "latest.md").read_text()

@@ -1,0 +1,305 @@
+"""Fixtures for the browser tests: the real server process, the retab SDK against it, headless Chromium.
+
+Debian's chromium only (never a browser download). Screenshots land in artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+    HAVE_PLAYWRIGHT = True
+except ImportError:  # pragma: no cover - the dev extra installs it
+    HAVE_PLAYWRIGHT = False
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+API_KEY = "browser-test-key"
+TERMINAL = {"completed", "error", "cancelled"}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "invoice_number": {"type": "string"},
+        "vendor": {"type": "string"},
+        "total": {"type": "number"},
+        "currency": {"type": "string"},
+    },
+    "required": ["invoice_number", "total"],
+}
+
+
+@dataclass
+class Server:
+    base_url: str
+    login_url: str
+    api_key: str
+    process: subprocess.Popen[str]
+
+
+def _start_server(tmp: Path) -> Server:
+    cmd = [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--db",
+        str(tmp / "browser.db"),
+        "--api-key",
+        API_KEY,
+        "--no-demo",
+        "--log-level",
+        "warning",
+        # Short keep-alives: a stream whose browser went away ends quickly, so SIGTERM does not wait.
+        "--feed-ping-s",
+        "2",
+    ]
+    stderr = (tmp / "server.stderr").open("w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
+    out: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:
+        # Reads every line for the life of the server, so it never blocks on a full pipe.
+        for line in proc.stdout or ():
+            out.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    lines: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while "SDK" not in lines:
+        try:
+            line = out.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {lines} {(tmp / 'server.stderr').read_text()}") from None
+        if line.startswith("orchestrator listening on "):
+            lines["base"] = line.split(" on ", 1)[1].strip()
+        elif line.startswith("Open in a browser: "):
+            lines["login"] = line.split(": ", 1)[1].strip()
+        elif line.startswith("SDK:"):
+            lines["SDK"] = line
+    return Server(lines["base"], lines["login"], API_KEY, proc)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = _start_server(tmp_path_factory.mktemp("browser-server"))
+    yield srv
+    srv.process.send_signal(signal.SIGTERM)
+    try:
+        srv.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        srv.process.kill()
+        srv.process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server: Server) -> Iterator[Browser]:
+    """Per module, not per session: Playwright's sync API keeps an event loop running while it is
+    open, and the asyncio tests of other modules need theirs. Depends on `server` so it closes
+    first: open feeds would otherwise hold the server's shutdown."""
+    if not HAVE_PLAYWRIGHT:
+        pytest.skip("python playwright is not installed (pip install -e '.[dev]')")
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, color_scheme="light")
+    ctx.set_default_timeout(20_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext, server: Server) -> Iterator[Page]:
+    """A signed-in page (the login URL traded for the cookie), on the runs list. Fails the test on any
+    uncaught error or console error in the page."""
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+    pg.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    pg.goto(server.login_url)
+    pg.get_by_role("heading", name="Runs").wait_for()
+    yield pg
+    assert errors == [], errors
+
+
+def shot(page: Page, name: str, *, full_page: bool = False) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+
+@pytest.fixture(scope="session")
+def sdk(server: Server) -> Any:
+    from retab import Retab
+
+    return Retab(api_key=server.api_key, base_url=server.base_url)
+
+
+def invoice_input(i: int) -> dict[str, Any]:
+    data = {"invoice_number": f"INV-{i:04d}", "vendor": f"Vendor {i % 7}", "total": i * 10 + 0.5, "currency": "EUR"}
+    return {"input-json-0": {"type": "json", "data": data}}
+
+
+class Factory:
+    """Workflows, evals and experiments made through the official SDK, as a user would."""
+
+    def __init__(self, sdk: Any, server: Server) -> None:
+        self.sdk = sdk
+        self.base_url = server.base_url
+        self.api_key = server.api_key
+
+    def workflow(self, name: str, simulation: dict[str, Any], n_consensus: int = 3) -> tuple[str, str]:
+        wf = self.sdk.workflows.create(project_id="proj_browser", name=name)
+        block = self.sdk.workflows.blocks.create(
+            workflow_id=wf.id,
+            type="extract",
+            label="Extract invoice",
+            config={"model": "simulated", "json_schema": SCHEMA, "n_consensus": n_consensus, "simulation": simulation},
+        )
+        return wf.id, block.id
+
+    def eval_run(self, name: str, n: int, simulation: dict[str, Any]) -> str:
+        wf, block = self.workflow(name, simulation)
+        for i in range(n):
+            # Every fifth expectation is wrong on purpose, so the run shows failures as well.
+            expected = i * 10 + 0.5 if i % 5 else -1.0
+            self.sdk.workflows.evals.create(
+                workflow_id=wf,
+                target={"type": "block", "block_id": block},
+                source={"type": "manual", "handle_inputs": invoice_input(i)},
+                assertion={
+                    "target": {"output_handle_id": "output-json-0", "path": "total"},
+                    "condition": {"kind": "equals", "expected": expected},
+                },
+                name=f"total of invoice {i}",
+            )
+        return str(self.sdk.workflows.evals.runs.create(workflow_id=wf).id)
+
+    def experiment(self, name: str, n: int, simulation: dict[str, Any]) -> tuple[str, str, str]:
+        """→ (workflow id, block id, experiment id)."""
+        wf, block = self.workflow(name, simulation)
+        exp = self.sdk.workflows.experiments.create(
+            workflow_id=wf,
+            block_id=block,
+            name=name,
+            n_consensus=3,
+            documents=[{"handle_inputs": invoice_input(i)} for i in range(n)],
+        )
+        return wf, block, str(exp.id)
+
+    def experiment_run(self, experiment_id: str) -> str:
+        return str(self.sdk.workflows.experiments.runs.create(experiment_id=experiment_id).id)
+
+    def raw(self, run_id: str) -> dict[str, Any]:
+        """GET …/runs/{id} as JSON (the SDK's experiment model drops `counts`)."""
+        kind = "experiments" if run_id.startswith("exprun_") else "evals"
+        resp = httpx.get(
+            f"{self.base_url}/v1/workflows/{kind}/runs/{run_id}", headers={"Authorization": f"Bearer {self.api_key}"}
+        )
+        resp.raise_for_status()
+        body: dict[str, Any] = resp.json()
+        return body
+
+    def get(self, run_id: str) -> Any:
+        if run_id.startswith("exprun_"):
+            return self.sdk.workflows.experiments.runs.get(run_id)
+        return self.sdk.workflows.evals.runs.get(run_id)
+
+    def wait(self, run_id: str, timeout: float = 90, until: Callable[[Any], bool] | None = None) -> Any:
+        done = until or (lambda r: r.lifecycle.status in TERMINAL)
+        deadline = time.monotonic() + timeout
+        run = self.get(run_id)
+        while not done(run):
+            assert time.monotonic() < deadline, f"{run_id} did not reach the expected state"
+            time.sleep(0.1)
+            run = self.get(run_id)
+        return run
+
+
+@pytest.fixture(scope="session")
+def make(sdk: Any, server: Server) -> Factory:
+    return Factory(sdk, server)
+
+
+def pct(x: float | None) -> str:
+    """The page's percentage format (one decimal)."""
+    return "—" if x is None else f"{x * 100:.1f}%"
+
+
+def expected_counts(run: dict[str, Any]) -> dict[str, int]:
+    """The page's legend buckets, computed from the JSON of GET …/runs/{id}."""
+    lc, oc = run["counts"]["lifecycle_counts"], run["counts"]["outcome"]
+    verdicts = oc["passed"] + oc["failed"] + oc["blocked"]
+    return {
+        "passed": oc["passed"],
+        "failed": oc["failed"],
+        "blocked": oc["blocked"],
+        "done": lc["completed"] - verdicts,
+        "error": lc["error"],
+        "cancelled": lc["cancelled"],
+        "running": lc["running"],
+        "queued": lc["pending"] + lc["queued"],
+    }
+
+
+def legend_counts(page: Page) -> dict[str, int]:
+    counts: dict[str, int] = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('.legend dd[data-count]')]
+            .map(d => [d.dataset.count, Number(d.textContent.replace(/[^0-9]/g, ''))]))"""
+    )
+    return counts
+
+
+def unnamed_controls(page: Page) -> list[str]:
+    """Interactive elements without an accessible name (a close approximation of the ARIA rules)."""
+    found: list[str] = page.evaluate(
+        """() => {
+          const sel = 'a[href], button, select, input, textarea, [role=progressbar], [role=img], [tabindex]:not(main)';
+          const name = (el) => {
+            if (el.getAttribute('aria-label')) return el.getAttribute('aria-label');
+            const by = el.getAttribute('aria-labelledby');
+            if (by) return by.split(' ').map(id => document.getElementById(id)?.textContent ?? '').join(' ');
+            if (el.labels && el.labels.length) return [...el.labels].map(l => l.textContent).join(' ');
+            return (el.textContent || el.getAttribute('title') || '').trim();
+          };
+          return [...document.querySelectorAll(sel)]
+            .filter(el => el.offsetParent !== null && !name(el).trim())
+            .map(el => el.outerHTML.slice(0, 120));
+        }"""
+    )
+    return found
