@@ -11,11 +11,14 @@ ensure_venv() {
     "$PY" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    if [ -n "$extra" ]; then
-      "$VENV/bin/python" -m pip install -q -e "$ROOT[$extra]"
-    else
-      "$VENV/bin/python" -m pip install -q -e "$ROOT"
+    echo "installing orchestrator${extra:+[$extra]} into .venv ..." >&2
+    local log="$VENV/install.log"
+    local target="$ROOT"
+    [ -n "$extra" ] && target="$ROOT[$extra]"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip && "$VENV/bin/python" -m pip install -q -e "$target"; } >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "install failed (log above, also in $log)" >&2
+      exit 1
     fi
     touch "$stamp"
   fi
