@@ -9,6 +9,7 @@ import sys
 
 from orchestrator import cli_args
 from orchestrator import settings as settings_mod
+from orchestrator.errors import OrchestratorError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         try:
             asyncio.run(serve(cfg))
-        except ValueError as exc:
+        except (ValueError, OrchestratorError, OSError) as exc:
+            # Bad models file, a database from a newer version, a port in use: a message, not a traceback.
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0

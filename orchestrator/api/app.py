@@ -76,9 +76,10 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         app.router.add_routes(table)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        # Routes first: a bad models file must fail before the database (and its threads) is open.
+        engine_router = router or EngineRouter.from_file(settings.models or None)
         store = Store(settings.db)
         await store.open()
-        engine_router = router or EngineRouter.from_file(settings.models or None)
         ready, stop = anyio.Event(), anyio.Event()
 
         async def host() -> None:

@@ -71,7 +71,13 @@ class Database:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
-        await self._migrate(self._writer)
+        try:
+            await self._migrate(self._writer)
+        except BaseException:
+            # An open aiosqlite connection keeps a non-daemon thread alive: close it or the process hangs.
+            await self._writer.close()
+            self._writer = None
+            raise
         self._reader = await self._connect()
         self._sync = await anyio.to_thread.run_sync(self._connect_sync, limiter=self._sync_thread)
 

@@ -6,11 +6,6 @@ Debian's chromium only (never a browser download). Screenshots land in artifacts
 from __future__ import annotations
 
 import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.serverproc import ServerProcess
+from tests.serverproc import server as server_process
 
 try:
     from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -55,70 +53,28 @@ SCHEMA: dict[str, Any] = {
 
 @dataclass
 class Server:
-    base_url: str
-    login_url: str
-    api_key: str
-    process: subprocess.Popen[str]
+    process: ServerProcess
+    login_url: str  # the token link the server prints: visiting it trades the token for the session cookie
 
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
 
-def _start_server(tmp: Path) -> Server:
-    cmd = [
-        sys.executable,
-        "-m",
-        "orchestrator",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--db",
-        str(tmp / "browser.db"),
-        "--api-key",
-        API_KEY,
-        "--no-demo",
-        "--log-level",
-        "warning",
-        # Short keep-alives: a stream whose browser went away ends quickly, so SIGTERM does not wait.
-        "--feed-ping-s",
-        "2",
-    ]
-    stderr = (tmp / "server.stderr").open("w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
-    out: queue.Queue[str] = queue.Queue()
-
-    def drain() -> None:
-        # Reads every line for the life of the server, so it never blocks on a full pipe.
-        for line in proc.stdout or ():
-            out.put(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    lines: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while "SDK" not in lines:
-        try:
-            line = out.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            proc.kill()
-            raise RuntimeError(f"server did not start: {lines} {(tmp / 'server.stderr').read_text()}") from None
-        if line.startswith("orchestrator listening on "):
-            lines["base"] = line.split(" on ", 1)[1].strip()
-        elif line.startswith("Open in a browser: "):
-            lines["login"] = line.split(": ", 1)[1].strip()
-        elif line.startswith("SDK:"):
-            lines["SDK"] = line
-    return Server(lines["base"], lines["login"], API_KEY, proc)
+    @property
+    def api_key(self) -> str:
+        return self.process.api_key
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = _start_server(tmp_path_factory.mktemp("browser-server"))
-    yield srv
-    srv.process.send_signal(signal.SIGTERM)
-    try:
-        srv.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        srv.process.kill()
-        srv.process.wait()
+    # Short keep-alives: a stream whose browser went away ends quickly, so SIGTERM does not wait.
+    extra = ["--log-level", "warning", "--feed-ping-s", "2"]
+    with server_process(
+        tmp_path_factory.mktemp("browser-server") / "browser.db", api_key=API_KEY, extra=extra, start_timeout=30
+    ) as proc:
+        login_url = proc.login_url()
+        assert login_url, f"the server printed no login link: {proc.stdout}"
+        yield Server(proc, login_url)
 
 
 @pytest.fixture(scope="module")

@@ -3,75 +3,45 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.serverproc import ServerProcess, start_server
+from tests.serverproc import clean_env as clean_env  # re-exported: the CLI tests use it too
 
 KEY = "cli-test-key"
 START_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 60.0
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any ORCHESTRATOR_* / RETAB_* setting that could leak in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCHESTRATOR_", "RETAB_"))}
-    env.update(extra)
-    return env
-
-
 @dataclass
 class Server:
     db: Path
     demo: bool = True
-    url: str = ""
-    proc: subprocess.Popen[str] | None = None
-    lines: list[str] = field(default_factory=list)
+    running: ServerProcess | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.running is not None, "the server is not started"
+        return self.running.base_url
 
     def start(self) -> Server:
-        args = [sys.executable, "-m", "orchestrator", "serve", "--port", "0", "--db", str(self.db), "--api-key", KEY]
-        if not self.demo:
-            args.append("--no-demo")
-        log = (self.db.parent / "server.log").open("a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=clean_env())
-        log.close()
-        out: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-
-        def pump() -> None:
-            for line in stdout:
-                out.put(line)
-
-        threading.Thread(target=pump, daemon=True).start()
-        while not any(line.startswith("SDK:") for line in self.lines):
-            try:
-                self.lines.append(out.get(timeout=START_TIMEOUT_S))
-            except queue.Empty:
-                self.stop()
-                raise AssertionError(f"server did not start: {self.lines}") from None
-        self.url = next(line.split()[-1] for line in self.lines if line.startswith("orchestrator listening on"))
+        self.running = start_server(
+            self.db, api_key=KEY, demo=self.demo, stderr=self.db.parent / "server.log", start_timeout=START_TIMEOUT_S
+        )
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-        self.lines = []
+        if self.running is not None:
+            self.running.stop(timeout=15)
+        self.running = None
 
     def http(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
         from urllib.parse import urlencode

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -26,9 +22,9 @@ from orchestrator.api.app import create_app
 from orchestrator.api.keys import HUB
 from orchestrator.api.routes import feed
 from orchestrator.feed.hub import Hub
+from tests import serverproc
 from tests.conftest import API_KEY, INVOICE_SCHEMA, Api, make_settings
 
-ROOT = Path(__file__).resolve().parents[2]
 FeedFactory = Callable[..., Awaitable[Api]]
 
 
@@ -151,49 +147,33 @@ async def sse_messages(resp: aiohttp.ClientResponse) -> AsyncIterator[Sse]:
 
 
 class ServerProcess:
-    """`orchestrator serve` in a child process on a fixed database; restartable on the same port."""
+    """`orchestrator serve` in a child process on a fixed database; restartable on the same port.
+
+    The shared helper is synchronous: start-up and shutdown run in a worker thread so the event loop
+    keeps serving the test's own clients (one of them follows a run across a restart)."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.db = tmp_path / "server.db"
         self.log = tmp_path / "server.log"
         self.port = 0
-        self.base = ""
-        self.proc: subprocess.Popen[str] | None = None
+        self.running: serverproc.ServerProcess | None = None
 
     async def start(self, *flags: str) -> str:
-        cmd = [sys.executable, "-m", "tests.feed.server_main", "serve", "--host", "127.0.0.1"]
-        cmd += ["--port", str(self.port), "--db", str(self.db), "--api-key", API_KEY, "--no-demo", *flags]
-        with self.log.open("a") as log:
-            spawn = partial(subprocess.Popen, cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
-            self.proc = await anyio.to_thread.run_sync(spawn)
-        stdout = self.proc.stdout
-        assert stdout is not None
-        with anyio.fail_after(60):
-            line = await anyio.to_thread.run_sync(stdout.readline)
-        found = re.search(r"listening on (http://\S+)", line)
-        assert found, (line, self.log.read_text())
-        self.base = found.group(1)
-        self.port = int(self.base.rsplit(":", 1)[1])
-        return self.base
+        start = partial(serverproc.start_server, self.db, api_key=API_KEY, port=self.port, extra=flags, stderr=self.log)
+        self.running = await anyio.to_thread.run_sync(start)
+        self.port = int(self.running.base_url.rsplit(":", 1)[1])
+        return self.running.base_url
 
     async def stop(self) -> int:
-        proc, self.proc = self.proc, None
-        if proc is None:
+        running, self.running = self.running, None
+        if running is None:
             return 0
-        proc.send_signal(signal.SIGTERM)
-        with anyio.fail_after(60):
-            code = await anyio.to_thread.run_sync(proc.wait)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        return code
+        return await anyio.to_thread.run_sync(partial(running.stop, timeout=60))
 
     def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
+        running, self.running = self.running, None
+        if running is not None:
+            running.kill()
 
 
 @pytest.fixture

@@ -3,13 +3,9 @@ never counted twice. Includes a real server process killed with SIGKILL in the m
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
-import signal
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +26,7 @@ from tests.runner.helpers import (
     sim,
     wait_for,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.serverproc import ServerProcess, start_server
 
 
 async def test_a_stopped_server_resumes_its_runs_and_counts_each_result_once(make_api: AppFactory) -> None:
@@ -139,44 +134,13 @@ async def test_open_runs_left_by_a_previous_process_end_at_start_up(make_api: Ap
 
 
 @asynccontextmanager
-async def server(db: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "orchestrator",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--db",
-        str(db),
-        "--api-key",
-        "k",
-        "--no-demo",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+async def server(db: Path) -> AsyncIterator[ServerProcess]:
+    """The shared (blocking) helper in a worker thread; SIGTERM on the way out unless already dead."""
+    srv = await anyio.to_thread.run_sync(partial(start_server, db, api_key="k", start_timeout=30))
     try:
-        assert proc.stdout is not None
-        url = ""
-        with anyio.fail_after(30):
-            while not url:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "the server exited before it listened"
-                if m := re.search(r"orchestrator listening on (\S+)", line):
-                    url = m.group(1)
-        yield proc, url
+        yield srv
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            with anyio.move_on_after(30):
-                await proc.wait()
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+        await anyio.to_thread.run_sync(srv.stop)
 
 
 async def _json(session: aiohttp.ClientSession, method: str, url: str, body: Any = None, expect: int = 200) -> Any:
@@ -199,7 +163,8 @@ async def test_sigkill_in_the_middle_of_a_5000_child_run(tmp_path: Path) -> None
     db = tmp_path / "kill.db"
     docs = 5000
     async with aiohttp.ClientSession() as session:
-        async with server(db) as (proc, url):
+        async with server(db) as srv:
+            url = srv.base_url
             wf = await _json(session, "POST", f"{url}/v1/workflows", {"name": "kill"}, 201)
             block = await _json(
                 session,
@@ -229,13 +194,12 @@ async def test_sigkill_in_the_middle_of_a_5000_child_run(tmp_path: Path) -> None
             )
             run_url = f"{url}/v1/workflows/experiments/runs/{run['id']}"
             seen = await _poll(session, run_url, lambda r: r["completed_document_count"] >= docs // 4)
-            proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            await anyio.to_thread.run_sync(srv.kill)
             killed_at = seen["completed_document_count"]
             assert killed_at <= docs * 8 // 10, "killed too late: make the run slower"
 
-        async with server(db) as (proc, url):
-            run_url = f"{url}/v1/workflows/experiments/runs/{run['id']}"
+        async with server(db) as srv:
+            run_url = f"{srv.base_url}/v1/workflows/experiments/runs/{run['id']}"
             done = await _poll(session, run_url, lambda r: r["lifecycle"]["status"] == "completed")
             assert done["completed_document_count"] == docs
             print(f"\nSIGKILL with {killed_at}/{docs} committed; after restart {done['completed_document_count']}")
