@@ -124,8 +124,10 @@ def stuck_client(url: str, transport: str) -> Iterator[socket.socket]:
 async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
     """Run time of the same run with no subscriber, then with one SSE / one WS client that never reads."""
     times: dict[str, list[float]] = {"none": [], "sse": [], "ws": []}
+    modes = ["none", "sse", "ws"]
     for rep in range(scale.reps):
-        for mode in ("none", "sse", "ws"):
+        # Rotate the order each repetition so that drift in the machine's load does not favour one mode.
+        for mode in modes[rep % 3 :] + modes[: rep % 3]:
             async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
                 api = Api(srv.url, session)
                 if mode == "none":
