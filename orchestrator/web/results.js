@@ -77,7 +77,7 @@ export function resultsTable(runId, kind, open, labelOf = () => null) {
   function makeRow(r, n) {
     const statusCell = h("td", {}, badge(childStatus(r)));
     const id = experiment ? r.document_id : r.eval_id ?? r.test_id ?? r.id;
-    const name = labelOf(r);
+    const name = labelOf(r) ?? r.eval_name ?? null;
     const link = h("a", { href: `#/runs/${runId}/results/${r.id}`, class: name ? "" : "mono", title: id, "aria-label": `Open result ${n}` }, name ?? shortId(id));
     const cells = [h("td", { class: "num muted" }, String(n)), h("td", {}, link), statusCell];
     let scoreCell = null;

@@ -250,6 +250,7 @@ def eval_result(child: Row, check: Row | None, *, seed: bool = False) -> dict[st
         "run_id": child["run_id"],
         "eval_id": child["check_id"],
         "test_id": child["check_id"],
+        "eval_name": (check or {}).get("name"),
         "workflow_id": child.get("workflow_id"),
         "block_id": child["block_id"],
         "block_type": child["block_type"],
