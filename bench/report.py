@@ -94,7 +94,7 @@ def verdicts(sections: dict[str, Any]) -> list[tuple[str, str, str, bool | None]
         for r in (r for r in rows if r["subscribers"] == top):
             out.append(
                 (
-                    f"feed p99, {r['transport'].upper()} × {top:,}",
+                    f"feed p99, {r['transport'].upper()} {r.get('mode', 'all')} × {top:,}",
                     _f(r["p99_ms"], 0, " ms"),
                     "p99 < 250 ms",
                     _num(r["p99_ms"]) < 250 and bool(r["all_finished"]),
@@ -132,16 +132,17 @@ def _throughput(s: dict[str, Any]) -> list[str]:
 
 def _latency(s: dict[str, Any]) -> list[str]:
     lines = [
-        "| transport | subscribers | events read each | p50 ms | p99 ms | max ms | lagged | all saw the end"
+        "| transport | mode | subscribers | events read each | p50 ms | p99 ms | max ms | lagged | all saw the end"
         " | server peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in s["rows"]:
         # Cut off by the time limit: what was still undelivered would only raise the figures.
         at_least = "" if r["all_finished"] else "≥ "
         ended = "yes" if r["all_finished"] else f"no (limit {_f(r.get('timeout_s'))} s)"
         lines.append(
-            f"| {r['transport'].upper()} | {r['subscribers']:,} | {_f(r['events_per_subscriber'])}"
+            f"| {r['transport'].upper()} | {r.get('mode', 'all')} | {r['subscribers']:,}"
+            f" | {_f(r['events_per_subscriber'])}"
             f" | {at_least}{_f(r['p50_ms'])} | {at_least}{_f(r['p99_ms'])} | {at_least}{_f(r['max_ms'])}"
             f" | {_f(r['lagged'])} | {ended} | {_f(r.get('server_peak_rss_mb'))} |"
         )

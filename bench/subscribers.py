@@ -1,4 +1,4 @@
-"""Feed subscribers in their own process: `python -m bench.subscribers URL KEY sse|ws COUNT TIMEOUT_S`.
+"""Feed subscribers in their own process: `python -m bench.subscribers URL KEY sse|ws COUNT TIMEOUT_S [MODE]`.
 
 Opens COUNT subscribers to the all-runs feed (SSE `/v1/events` or WebSocket `/v1/ws`) before the
 measured run exists, prints `ready`, reads the run id from stdin, and records the arrival time of
@@ -6,6 +6,11 @@ every event of that run until each subscriber has seen `run.finished` (or the ti
 Then it prints one JSON line: what each event's latency was, measured from the commit proxy (the
 k-th child's `completed_at`, where k is the finished count the event carries) or from the event's
 own `ts` when the feed provides one. Loopback only; every loop is bounded by the time limit.
+
+The clock: `ts` is the server's commit time (time.time() at publish, right after the commit) and the
+arrival is time.time() here, when the chunk holding the event was read; both processes run on the same
+machine, so they share the wall clock and `arrival - ts` needs no synchronisation. MODE is `all` (every
+event) or `progress` (`?mode=progress`: coalesced run state, at most one event per run per 100 ms).
 """
 
 from __future__ import annotations
@@ -73,10 +78,12 @@ def event_stamp(event: dict[str, Any]) -> float:
 
 
 class Followers:
-    def __init__(self, url: str, key: str, transport: str, count: int) -> None:
+    def __init__(self, url: str, key: str, transport: str, count: int, mode: str = "all") -> None:
         self.url = url.rstrip("/")
         self.key = key
         self.transport = transport
+        self.mode = mode
+        self.query = "?mode=progress" if mode == "progress" else ""
         self.subs = [Sub() for _ in range(count)]
         self.target: str | None = None
         self.all_done = anyio.Event()
@@ -109,7 +116,7 @@ class Followers:
     async def follow_sse(self, session: aiohttp.ClientSession, sub: Sub, ready: anyio.Event) -> None:
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "text/event-stream"}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with session.get(self.url + "/v1/events", headers=headers, timeout=timeout) as resp:
+        async with session.get(self.url + "/v1/events" + self.query, headers=headers, timeout=timeout) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"SSE status {resp.status}")
             sub.connected = True
@@ -128,7 +135,7 @@ class Followers:
 
     async def follow_ws(self, session: aiohttp.ClientSession, sub: Sub, ready: anyio.Event) -> None:
         headers = {"Authorization": f"Bearer {self.key}"}
-        async with session.ws_connect(self.url + "/v1/ws", headers=headers, heartbeat=None) as ws:
+        async with session.ws_connect(self.url + "/v1/ws" + self.query, headers=headers, heartbeat=None) as ws:
             sub.connected = True
             ready.set()
             async for msg in ws:
@@ -188,6 +195,7 @@ def summarise(f: Followers, times: list[float], connect_s: float) -> dict[str, A
     return {
         "subscribers": len(f.subs),
         "transport": f.transport,
+        "mode": f.mode,
         "connected": sum(s.connected for s in f.subs),
         "finished": sum(s.done for s in f.subs),
         "errors": sorted({s.error for s in f.subs if s.error})[:3],
@@ -200,11 +208,12 @@ def summarise(f: Followers, times: list[float], connect_s: float) -> dict[str, A
         "ts_events": len(stamped),
         "ts_p50_ms": percentile(stamped, 50),
         "ts_p99_ms": percentile(stamped, 99),
+        "ts_max_ms": max(stamped) if stamped else math.nan,
     }
 
 
-async def main(url: str, key: str, transport: str, count: int, timeout_s: float) -> None:
-    f = Followers(url, key, transport, count)
+async def main(url: str, key: str, transport: str, count: int, timeout_s: float, mode: str = "all") -> None:
+    f = Followers(url, key, transport, count, mode)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         gate = anyio.Semaphore(CONNECT_PARALLEL)
@@ -228,4 +237,5 @@ async def main(url: str, key: str, transport: str, count: int, timeout_s: float)
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    mode = sys.argv[6] if len(sys.argv) > 6 else "all"
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), mode)

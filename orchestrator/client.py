@@ -2,6 +2,8 @@
 
 `Client.run_events(run_id)` yields a run's feed events (snapshot first) and resumes by itself after a
 dropped connection, with `Last-Event-ID` (SSE) or `?after=` (WebSocket), so no event is missed or repeated.
+`mode="progress"` asks for the coalesced feed (snapshot, at most one `progress` per run per 100 ms, then
+`run.finished`; no per-child events): a reconnection there starts again from a fresh snapshot.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import anyio
 import orjson
 
 Transport = Literal["sse", "ws"]
+FeedMode = Literal["all", "progress"]
 RUN_KINDS = {"wfevalrun_": "evals", "wftestrun_": "tests", "exprun_": "experiments"}
 
 
@@ -131,30 +134,40 @@ class Client:
         return run
 
     async def run_events(
-        self, run_id: str, *, after: int | None = None, transport: Transport = "sse"
+        self, run_id: str, *, after: int | None = None, transport: Transport = "sse", mode: FeedMode = "all"
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every event of one run (a snapshot first unless `after` is given); ends after `run.finished`."""
+        """Every event of one run (a snapshot first unless `after` is given); ends after `run.finished`.
+
+        mode="progress": the snapshot, then the run's latest state at most every 100 ms, then `run.finished`.
+        """
         base = run_path(run_id)
         path = base + ("/events" if transport == "sse" else "/ws")
-        async for event in self._follow(path, "seq", after, transport, stop_on_finish=True):
+        async for event in self._follow(path, "seq", after, transport, stop_on_finish=True, mode=mode):
             yield event
 
     async def all_events(
-        self, *, after: int | None = None, transport: Transport = "sse"
+        self, *, after: int | None = None, transport: Transport = "sse", mode: FeedMode = "all"
     ) -> AsyncIterator[dict[str, Any]]:
         """Every event of every run (cursor `gseq`); never ends by itself."""
         path = "/v1/events" if transport == "sse" else "/v1/ws"
-        async for event in self._follow(path, "gseq", after, transport, stop_on_finish=False):
+        async for event in self._follow(path, "gseq", after, transport, stop_on_finish=False, mode=mode):
             yield event
 
     async def _follow(
-        self, path: str, key: str, after: int | None, transport: Transport, *, stop_on_finish: bool
+        self,
+        path: str,
+        key: str,
+        after: int | None,
+        transport: Transport,
+        *,
+        stop_on_finish: bool,
+        mode: FeedMode = "all",
     ) -> AsyncIterator[dict[str, Any]]:
         cursor = after
         failures = 0
         while True:
             try:
-                stream = self._sse(path, cursor) if transport == "sse" else self._ws(path, cursor)
+                stream = self._sse(path, cursor, mode) if transport == "sse" else self._ws(path, cursor, mode)
                 async with aclosing(stream):
                     async for event in stream:
                         failures = 0
@@ -180,9 +193,9 @@ class Client:
                     raise
             await anyio.sleep(min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
 
-    async def _sse(self, path: str, cursor: int | None) -> AsyncGenerator[dict[str, Any], None]:
+    async def _sse(self, path: str, cursor: int | None, mode: FeedMode = "all") -> AsyncGenerator[dict[str, Any], None]:
         headers = {"Accept": "text/event-stream"}
-        params: dict[str, str] = {}
+        params: dict[str, str] = {"mode": mode} if mode != "all" else {}
         if cursor is not None:
             headers["Last-Event-ID"] = str(cursor)
             params["after"] = str(cursor)
@@ -208,8 +221,10 @@ class Client:
                         data.append(line[5:].lstrip(b" "))
                     # `id:` repeats the event's seq/gseq, `event:` its type, `:` is a keep-alive comment.
 
-    async def _ws(self, path: str, cursor: int | None) -> AsyncGenerator[dict[str, Any], None]:
+    async def _ws(self, path: str, cursor: int | None, mode: FeedMode = "all") -> AsyncGenerator[dict[str, Any], None]:
         params = {"after": str(cursor)} if cursor is not None else {}
+        if mode != "all":
+            params["mode"] = mode
         try:
             ws = await self.session.ws_connect(
                 self.url(path), params=params, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout)
@@ -227,4 +242,4 @@ class Client:
                     raise _Dropped(f"websocket error: {ws.exception()!r}")
 
 
-__all__ = ["Client", "ClientError", "Transport", "run_path"]
+__all__ = ["Client", "ClientError", "FeedMode", "Transport", "run_path"]

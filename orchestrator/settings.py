@@ -26,6 +26,12 @@ class Settings:
     per_run_concurrency: int = _opt(
         0, "children in flight per run (0 = no cap beyond max_concurrency)", "ORCHESTRATOR_PER_RUN_CONCURRENCY"
     )
+    max_loop_lag_ms: float = _opt(
+        3.0,
+        "while the event loop lags more than this and several runs are active, runs with children in flight"
+        " start no new one (0 = off)",
+        "ORCHESTRATOR_MAX_LOOP_LAG_MS",
+    )
     pass_timeout_s: float = _opt(300.0, "timeout of one model pass, seconds", "ORCHESTRATOR_PASS_TIMEOUT")
     pass_retries: int = _opt(3, "retries of a pass after a transient error", "ORCHESTRATOR_PASS_RETRIES")
     retry_base_s: float = _opt(0.5, "base delay of the exponential retry backoff, seconds", "ORCHESTRATOR_RETRY_BASE")

@@ -5,17 +5,27 @@ run that has per-run subscribers); a subscriber is a position in a ring. A reade
 a ring behind is *lagged*: what it missed is gone from memory and it resynchronises from the store.
 So publishing costs O(events + waiting readers), not O(events x readers), and a stuck reader holds no
 memory of its own. `progress` events are coalesced to the latest when a reader reads (feed/stream.py).
+
+Progress mode (watchers that only need state) reads separate rings that the hub fills itself: the newest
+event of each run that changed, at most once per `progress_interval_s` for all runs together (one timer,
+not one per reader), as a `progress` entry carrying that event's seq/gseq and run state without the
+child; `run.finished` goes through at once. Each entry is built once and shared by every progress reader.
+
+Every published event gets `ts` (epoch seconds) at publish, which follows its commit immediately.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
-from itertools import pairwise
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 
 Event = dict[str, Any]
+Mode = Literal["all", "progress"]
+MODES: tuple[Mode, ...] = ("all", "progress")
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -69,6 +79,20 @@ class Ring:
         i, j = pos % self.size, stop % self.size
         return self._items[i:j] if i < j else self._items[i:] + self._items[:j]
 
+    def at(self, pos: int) -> Event:
+        return self._items[pos % self.size] if len(self._items) == self.size else self._items[pos]
+
+    def find_after(self, key: str, cursor: int) -> int:
+        """The first position whose event[key] > cursor, by bisection (keys ascend in a ring)."""
+        lo, hi = self.start, self.end
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.at(mid)[key] > cursor:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
     def __iter__(self) -> Any:
         return iter(self.read(self.start, self.size))
 
@@ -76,9 +100,10 @@ class Ring:
 class Subscription:
     """One reader's position in a ring: every run (run_id None) or one run."""
 
-    def __init__(self, hub: Hub, run_id: str | None, ring: Ring) -> None:
+    def __init__(self, hub: Hub, run_id: str | None, ring: Ring, mode: Mode = "all") -> None:
         self.hub = hub
         self.run_id = run_id
+        self.mode: Mode = mode
         self.ring = ring
         self.pos = ring.end
         self.lag_count = 0
@@ -135,16 +160,27 @@ class Subscription:
 
 
 class Hub:
-    def __init__(self, capacity: int = 1024, history: int | None = None) -> None:
+    def __init__(self, capacity: int = 1024, history: int | None = None, progress_interval_s: float = 0.1) -> None:
         self.capacity = capacity
         self.published = 0
         self.closing = False
-        self.log = Ring(history if history is not None else 4 * capacity)
-        self._rings: dict[str, Ring] = {}
-        self._by_run: dict[str | None, set[Subscription]] = {}
+        self.progress_interval_s = progress_interval_s
+        size = history if history is not None else 4 * capacity
+        self.logs: dict[Mode, Ring] = {"all": Ring(size), "progress": Ring(size)}
+        self._rings: dict[tuple[Mode, str], Ring] = {}
+        self._by_run: dict[tuple[Mode, str | None], set[Subscription]] = {}
         self.encoded: Fifo[int, bytes] = Fifo(max(256, 2 * capacity))
         self.rows: Fifo[str, dict[str, Any]] = Fifo(256)
+        # Aligned pages of stored events replayed by lagging readers, shared by all of them (stream.py).
+        self.pages: Fifo[tuple[str | None, int], list[Event]] = Fifo(8)
         self._closed: anyio.Event | None = None
+        self._pending: dict[str, Event] = {}  # run_id → newest event not yet in the progress rings
+        self._flush: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._last_flush = 0.0
+
+    @property
+    def log(self) -> Ring:
+        return self.logs["all"]
 
     @property
     def closed(self) -> anyio.Event:
@@ -155,61 +191,141 @@ class Hub:
                 self._closed.set()
         return self._closed
 
-    def subscribe(self, run_id: str | None) -> Subscription:
-        ring = self.log if run_id is None else self._rings.get(run_id)
+    def subscribe(self, run_id: str | None, mode: Mode = "all") -> Subscription:
+        ring = self.logs[mode] if run_id is None else self._rings.get((mode, run_id))
         if ring is None:
-            ring = self._rings[str(run_id)] = Ring(self.capacity)
-        sub = Subscription(self, run_id, ring)
+            ring = self._rings[(mode, str(run_id))] = Ring(self.capacity)
+        sub = Subscription(self, run_id, ring, mode)
         if self.closing:
             sub.close()
-        self._by_run.setdefault(run_id, set()).add(sub)
+        self._by_run.setdefault((mode, run_id), set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._by_run.get(sub.run_id)
+        key = (sub.mode, sub.run_id)
+        subs = self._by_run.get(key)
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self._by_run[sub.run_id]
+                del self._by_run[key]
                 if sub.run_id is not None:
-                    self._rings.pop(sub.run_id, None)
+                    self._rings.pop((sub.mode, sub.run_id), None)
         sub.closed = True
 
     def publish(self, events: Iterable[Event]) -> None:
         touched: set[str] = set()
+        finished: list[Event] = []
+        now = time.time()
         for event in events:
             self.published += 1
+            event.setdefault("ts", now)
+            run_id = event["run_id"]
             self.log.append(event)
-            ring = self._rings.get(event["run_id"])
+            ring = self._rings.get(("all", run_id))
             if ring is not None:
                 ring.append(event)
-                touched.add(event["run_id"])
-        for sub in self._by_run.get(None, ()):
+                touched.add(run_id)
+            if event["type"] == "run.finished":
+                self._pending.pop(run_id, None)  # it carries the final state: nothing to coalesce
+                finished.append(event)
+            else:
+                self._pending[run_id] = event
+        self._notify("all", touched)
+        if finished:
+            self._append_progress(finished)
+        if self._pending:
+            self._schedule()
+
+    def _notify(self, mode: Mode, run_ids: Iterable[str]) -> None:
+        for sub in self._by_run.get((mode, None), ()):
             sub.notify()
-        for run_id in touched:
-            for sub in self._by_run.get(run_id, ()):
+        for run_id in run_ids:
+            for sub in self._by_run.get((mode, run_id), ()):
                 sub.notify()
+
+    def _append_progress(self, entries: list[Event]) -> None:
+        touched: set[str] = set()
+        for entry in entries:
+            self.logs["progress"].append(entry)
+            ring = self._rings.get(("progress", entry["run_id"]))
+            if ring is not None:
+                ring.append(entry)
+                touched.add(entry["run_id"])
+        self._notify("progress", touched)
+
+    def _schedule(self) -> None:
+        if self._flush is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): nothing to wait with
+            self.flush_progress()
+            return
+        delay = self._last_flush + self.progress_interval_s - time.monotonic()
+        self._flush = loop.call_later(delay, self.flush_progress) if delay > 0 else loop.call_soon(self.flush_progress)
+
+    def flush_progress(self) -> None:
+        """Move the newest pending state of each run into the progress rings, as one `progress` entry each."""
+        self._flush = None
+        self._last_flush = time.monotonic()
+        pending, self._pending = self._pending, {}
+        entries = [
+            {
+                "gseq": ev["gseq"],
+                "run_id": ev["run_id"],
+                "seq": ev["seq"],
+                "type": "progress",
+                "body": {"run": (ev.get("body") or {}).get("run") or {}},
+                "ts": ev["ts"],
+                "_progress": True,  # built here: its encoding must not be cached under the event's gseq
+            }
+            for ev in sorted(pending.values(), key=lambda e: int(e["gseq"]))
+        ]
+        if entries:
+            self._append_progress(entries)
 
     def close_all(self, reason: str = "shutdown") -> None:
         """Every reader sends a last event and ends; later subscriptions are closed at once."""
         self.closing = True
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
         if self._closed is not None:
             self._closed.set()
         for subs in list(self._by_run.values()):
             for sub in list(subs):
                 sub.close(reason)
 
-    def history_after(self, cursor: int, run_id: str | None) -> list[Event] | None:
-        """Published events after `cursor` (seq of run_id, or gseq) if memory still holds all of them.
+    def history_after(self, cursor: int, run_id: str | None, limit: int | None = None) -> list[Event] | None:
+        """Up to `limit` published events after `cursor` (seq of run_id, or gseq) if memory holds them all.
 
         None when the history does not reach back to cursor + 1: the caller reads the store instead.
+        Found by bisection and sliced: a replaying reader never copies or scans a whole ring.
         """
-        key = "gseq" if run_id is None else "seq"
-        rings = [self.log] if run_id is None else [r for r in (self._rings.get(run_id), self.log) if r is not None]
-        for ring in rings:
-            found = [e for e in ring if (run_id is None or e["run_id"] == run_id) and e[key] > cursor]
-            if found and found[0][key] == cursor + 1 and all(b[key] == a[key] + 1 for a, b in pairwise(found)):
+        limit = limit or self.capacity
+        if run_id is None:
+            rings = [(self.log, "gseq")]
+        else:
+            own = self._rings.get(("all", run_id))
+            rings = [(own, "seq")] if own is not None else []
+        for ring, key in rings:
+            if ring.end == ring.start:
+                continue
+            pos = ring.find_after(key, cursor)
+            found = ring.read(pos, limit)
+            if found and all(e[key] == cursor + 1 + i for i, e in enumerate(found)):
                 return found
+        if run_id is not None:  # the run's events in the shared log, if contiguous
+            found = []
+            log = self.log
+            for ev in (log.at(p) for p in range(log.start, log.end)):
+                if ev["run_id"] == run_id and ev["seq"] > cursor:
+                    if ev["seq"] != cursor + 1 + len(found):
+                        return None
+                    found.append(ev)
+                    if len(found) >= limit:
+                        break
+            return found or None
         return None
 
     def subscriptions(self) -> list[Subscription]:

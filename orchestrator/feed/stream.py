@@ -8,11 +8,24 @@ end and replays from its last cursor (skipping before each read, so nothing fall
 
 Per-run feeds count with the run's `seq`, the all-runs feed with `gseq`. Frames come in batches (one
 batch per wake-up, or per page of a replay) so a transport can write a batch at once; an empty batch
-means "idle for ping_s: send a keep-alive".
+means "idle for ping_s: send a keep-alive". A batch holds at most `batch` events and about `batch_bytes`
+bytes, so a reader that fell behind catches up in bounded writes.
+
+Each event is encoded ONCE per scope (per run / all runs) into a Frame holding its JSON, its SSE frame and
+its WebSocket frame, memoised on the hub's ring entry (or in the hub's small cache for events read back
+from the store): every subscriber shares the same bytes and nothing is rendered per subscriber. Every
+event's JSON carries `ts`, the server's commit time in epoch seconds (float).
+
+Mode `progress` (for watchers that only need state): the snapshot, then at most one `progress` event per
+run per hub interval (100 ms) carrying the newest seq/gseq it covers and the run state (no `child`), then
+`run.finished`; no per-child events. It never replays: a resumed or lagging progress reader gets a fresh
+snapshot instead, which is all the state it needs.
 """
 
 from __future__ import annotations
 
+import struct
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -21,7 +34,7 @@ import anyio
 import orjson
 
 from orchestrator.errors import NotFound
-from orchestrator.feed.hub import Event, Hub, Subscription
+from orchestrator.feed.hub import Event, Hub, Mode, Subscription
 from orchestrator.store import Store, feed_reads
 
 TERMINAL = frozenset({"completed", "error", "cancelled"})
@@ -31,6 +44,27 @@ class Frame(NamedTuple):
     cursor: int | None  # the SSE id: seq (per run) or gseq (all runs); None for control events
     type: str
     data: bytes  # the event as JSON
+    sse: bytes = b""  # the whole SSE frame, when encoded in advance (shared by every subscriber)
+    ws: bytes = b""  # the whole WebSocket text frame, likewise
+
+
+def sse_frame(cursor: int | None, type_: str, data: bytes) -> bytes:
+    head = b"id: %d\n" % cursor if cursor is not None else b""
+    return b"%sevent: %s\ndata: %s\n\n" % (head, type_.encode(), data)
+
+
+def ws_text(payload: bytes) -> bytes:
+    """An unmasked, uncompressed server-to-client text frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def make_frame(cursor: int | None, type_: str, data: bytes) -> Frame:
+    return Frame(cursor, type_, data, sse_frame(cursor, type_, data), ws_text(data))
 
 
 class Renderer(Protocol):
@@ -47,6 +81,7 @@ class Feed:
     ping_s: float = 15.0
     page: int = 500
     batch: int = 256  # events per write: bounds what one stuck socket can hold in its transport buffer
+    batch_bytes: int = 256 * 1024
     snapshot_recent: int = 20
     snapshot_limit: int = 500
 
@@ -65,31 +100,68 @@ class Feed:
         return row
 
     async def encode(self, event: Event) -> bytes:
-        """The wire JSON of a stored event, encoded once and shared by every subscriber (LRU)."""
-        cached = self.hub.encoded.get(event["gseq"])
-        if cached is not None:
-            return cached
+        """The wire JSON of a stored event, encoded once and shared by every subscriber."""
+        return (await self.frame(event, per_run=False)).data
+
+    async def frame(self, event: Event, *, per_run: bool) -> Frame:
+        """The event's Frame for one scope, built once: memoised on the ring entry, else in a small cache."""
+        memo = "_frame_run" if per_run else "_frame_all"
+        found: Frame | None = event.get(memo)
+        if found is not None:
+            return found
+        other: Frame | None = event.get("_frame_all" if per_run else "_frame_run")
+        coalesced = bool(event.get("_progress"))
+        data = other.data if other is not None else None
+        if data is None and not coalesced:
+            data = self.hub.encoded.get(event["gseq"])
+        if data is None:
+            data = await self._json(event)
+            if not coalesced:
+                self.hub.encoded.put(event["gseq"], data)
+        cursor = int(event["seq"] if per_run else event["gseq"])
+        sse = sse_frame(cursor, event["type"], data)
+        found = Frame(cursor, event["type"], data, sse, other.ws if other is not None else ws_text(data))
+        event[memo] = found
+        return found
+
+    async def _json(self, event: Event) -> bytes:
         body = event["body"]
         out: dict[str, Any] = {
             "seq": event["seq"],
             "gseq": event["gseq"],
             "run_id": event["run_id"],
             "type": event["type"],
+            "ts": event.get("ts"),
             "run": self.render.run({**await self.static_row(event["run_id"]), **body["run"]}),
         }
         if body.get("child") is not None:
             out["child"] = self.render.child(body["child"])
         # A compact copy: orjson's result keeps slack behind it, and this one is kept a while.
-        data = bytes(memoryview(orjson.dumps(out)))
-        self.hub.encoded.put(event["gseq"], data)
-        return data
+        return bytes(memoryview(orjson.dumps(out)))
 
-    def stream(self, run_id: str | None, after: int | None) -> AsyncGenerator[list[Frame], None]:
-        return _Reader(self, run_id, after).frames()
+    def stream(self, run_id: str | None, after: int | None, mode: Mode = "all") -> AsyncGenerator[list[Frame], None]:
+        return _Reader(self, run_id, after, mode).frames()
 
 
 def _control(type_: str, run_id: str | None, **extra: Any) -> Frame:
-    return Frame(None, type_, orjson.dumps({"seq": None, "gseq": None, "run_id": run_id, "type": type_, **extra}))
+    body = {"seq": None, "gseq": None, "run_id": run_id, "type": type_, "ts": time.time(), **extra}
+    return make_frame(None, type_, orjson.dumps(body))
+
+
+def by_bytes(frames: list[Frame], limit: int) -> list[list[Frame]]:
+    """Frames split into consecutive batches of about `limit` bytes (at least one frame each)."""
+    out: list[list[Frame]] = []
+    cur: list[Frame] = []
+    size = 0
+    for f in frames:
+        if cur and size + len(f.data) > limit:
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(f)
+        size += len(f.data)
+    if cur:
+        out.append(cur)
+    return out
 
 
 def coalesce(events: list[Event]) -> list[Event]:
@@ -106,16 +178,20 @@ def coalesce(events: list[Event]) -> list[Event]:
 
 
 class _Reader:
-    def __init__(self, feed: Feed, run_id: str | None, after: int | None) -> None:
+    def __init__(self, feed: Feed, run_id: str | None, after: int | None, mode: Mode = "all") -> None:
         self.feed = feed
         self.run_id = run_id
-        self.after = after
+        self.mode: Mode = mode
+        self.progress = mode == "progress"
+        self.after = None if self.progress else after  # progress mode starts from a snapshot, always
         self.key = "seq" if run_id is not None else "gseq"
         self.last = 0
+        self.floor = 0  # progress mode, all runs: gseq the snapshot already covers
+        self.seen: dict[str, int] = {}  # progress mode, all runs: newest seq delivered per run
         self.finished = False
 
     async def frames(self) -> AsyncGenerator[list[Frame], None]:
-        with self.feed.hub.subscribe(self.run_id) as sub:
+        with self.feed.hub.subscribe(self.run_id, self.mode) as sub:
             if sub.closed:
                 yield [self._shutdown(sub)]
                 return
@@ -141,7 +217,14 @@ class _Reader:
                 if sub.lagged:
                     yield [_control("lagged", self.run_id, after=self.last, reason="subscriber fell behind")]
                     sub.rearm()
-                    replay = True
+                    if self.progress:  # state is all it needs: a fresh snapshot instead of a replay
+                        self.seen.clear()
+                        first, _ = await self._start()
+                        yield first
+                        if self.finished:
+                            return
+                    else:
+                        replay = True
                     continue
                 events = sub.read(self.feed.batch)
                 if not events:
@@ -150,8 +233,9 @@ class _Reader:
                     if scope.cancelled_caught:
                         yield []
                     continue
-                batch = await self._deliver(coalesce(await self._fill_gaps(events)))
-                if batch:
+                if not self.progress:
+                    events = coalesce(await self._fill_gaps(events))
+                for batch in by_bytes(await self._deliver(events), self.feed.batch_bytes):
                     yield batch
                 if self.finished:
                     return
@@ -191,9 +275,9 @@ class _Reader:
         if self.run_id is None:
             rows = await feed_reads.snapshot_runs(store.db, self.feed.snapshot_recent, self.feed.snapshot_limit)
             runs = [self.feed.render.run(r) for r in rows]
-            snap = {"seq": None, "gseq": last, "run_id": None, "type": "snapshot", "runs": runs}
-            out.append(Frame(last, "snapshot", orjson.dumps(snap)))
-            self.last = last
+            snap = {"seq": None, "gseq": last, "run_id": None, "type": "snapshot", "ts": time.time(), "runs": runs}
+            out.append(make_frame(last, "snapshot", orjson.dumps(snap)))
+            self.last = self.floor = last
             return out, False
         out.append(await self._snapshot(row))
         if row["status"] in TERMINAL:
@@ -205,19 +289,20 @@ class _Reader:
         seq = int(row["last_seq"])
         gseq = await feed_reads.gseq_of(self.feed.store.db, self.run_id, seq)
         self.feed.hub.rows.put(self.run_id, row)
-        body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "snapshot", "run": self.feed.render.run(row)}
+        body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "snapshot", "ts": time.time()}
         self.last = seq
-        return Frame(seq, "snapshot", orjson.dumps(body))
+        return make_frame(seq, "snapshot", orjson.dumps({**body, "run": self.feed.render.run(row)}))
 
     async def _finished(self, row: dict[str, Any]) -> Frame:
         """A terminal run seen at (re)subscription: its state as a closing `run.finished`."""
         assert self.run_id is not None
         seq = int(row["last_seq"])
         gseq = await feed_reads.gseq_of(self.feed.store.db, self.run_id, seq)
-        body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "run.finished"}
+        ts = feed_reads.epoch(row.get("completed_at")) if isinstance(row.get("completed_at"), str) else None
+        body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "run.finished", "ts": ts or time.time()}
         self.finished = True
         self.last = seq
-        return Frame(seq, "run.finished", orjson.dumps({**body, "run": self.feed.render.run(row)}))
+        return make_frame(seq, "run.finished", orjson.dumps({**body, "run": self.feed.render.run(row)}))
 
     async def _finished_if_over(self) -> list[Frame]:
         if self.run_id is None:
@@ -237,15 +322,14 @@ class _Reader:
                 return
             if sub.lagged:
                 sub.rearm()  # before the read below, so the ring keeps whatever the read misses
-            events = self.feed.hub.history_after(self.last, self.run_id)
-            final = events is not None
+            page = self.feed.page
+            events = self.feed.hub.history_after(self.last, self.run_id, page)
+            final = events is not None and len(events) < page
             if events is None:
-                events = await self._read(self.last, self.feed.page)
-                final = len(events) < self.feed.page
+                events, final = await self._page(self.last)
             events = coalesce(events)
             for i in range(0, len(events), self.feed.batch):
-                batch = await self._deliver(events[i : i + self.feed.batch])
-                if batch:
+                for batch in by_bytes(await self._deliver(events[i : i + self.feed.batch]), self.feed.batch_bytes):
                     yield batch
                 if self.finished:
                     return
@@ -253,22 +337,42 @@ class _Reader:
                 return
 
     async def _read(self, after: int, limit: int) -> list[Event]:
-        store = self.feed.store
-        if self.run_id is None:
-            return await store.events.all_after(after, limit)
-        return await store.events.run_after(self.run_id, after, limit)
+        return await feed_reads.events_after(self.feed.store.db, self.run_id, after, limit)
+
+    async def _page(self, after: int) -> tuple[list[Event], bool]:
+        """Stored events after `after`, and whether that reached the end of the store.
+
+        Reads go by pages aligned on multiples of `page`, and full pages are kept in the hub's small page
+        cache: lagging readers replaying the same stretch share one read, one decode and (through the
+        frames memoised on the shared entries) one encoding, instead of one each.
+        """
+        size = self.feed.page
+        base = (after // size) * size
+        key = (self.run_id, base)
+        events = self.feed.hub.pages.get(key)
+        if events is None:
+            events = await self._read(base, size)
+            if len(events) == size:  # a full page never changes: later readers can share it
+                self.feed.hub.pages.put(key, events)
+        cursor = self.key
+        return [e for e in events if e[cursor] > after], len(events) < size
 
     async def _deliver(self, events: list[Event]) -> list[Frame]:
         out: list[Frame] = []
-        key, last, cached = self.key, self.last, self.feed.hub.encoded.get
+        key, last = self.key, self.last
         per_run = self.run_id is not None
+        memo = "_frame_run" if per_run else "_frame_all"
+        by_run = self.progress and not per_run
         for ev in events:
             cursor = ev[key]
-            if cursor <= last:
+            if by_run:  # coalesced entries of different runs need not ascend in gseq
+                if cursor <= self.floor or ev["seq"] <= self.seen.get(ev["run_id"], 0):
+                    continue
+                self.seen[ev["run_id"]] = ev["seq"]
+            elif cursor <= last:
                 continue
-            data = cached(ev["gseq"]) or await self.feed.encode(ev)
-            out.append(Frame(cursor, ev["type"], data))
-            last = cursor
+            out.append(ev.get(memo) or await self.feed.frame(ev, per_run=per_run))
+            last = max(last, cursor)
             if per_run and ev["type"] == "run.finished":
                 self.finished = True
                 break

@@ -9,6 +9,7 @@ to the feed (persist, then publish). A run ends when its committed counts show n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Iterable
@@ -35,6 +36,8 @@ log = logging.getLogger("orchestrator.runner")
 PAGE = 256
 LOW_WATER = PAGE // 2  # claim the next page before the buffer runs dry, so workers never wait on it
 DRAIN_S = 10.0  # at shutdown, how long finished children may take to be committed
+SHARED_BATCH = 32  # most children per transaction while several runs are active
+LAG_PROBE_S = 0.005  # the lag monitor sleeps this long and records how late it wakes up
 
 
 @dataclass(eq=False)
@@ -56,6 +59,11 @@ Start = tuple[str, str, str]  # (child_id, run_id, started_at)
 Item = tuple[str, Any]  # ("start", Start) | ("finish", ChildFinish)
 
 
+def _run_of(item: Item) -> str:
+    kind, value = item
+    return str(value[1] if kind == "start" else value.run_id)
+
+
 class Scheduler:
     def __init__(self, settings: Settings, store: Store, router: EngineRouter, hub: Hub) -> None:
         self.settings = settings
@@ -73,6 +81,8 @@ class Scheduler:
         self._commit_tg: TaskGroup | None = None
         self._send: MemoryObjectSendStream[Item] | None = None
         self._recv: MemoryObjectReceiveStream[Item] | None = None
+        self._lag_s = 0.0  # last overshoot of the lag monitor's sleep: how long one loop turn takes
+        self._throttled = False  # _pick held a run back for lag: wake the workers when lag drops
 
     # -- lifecycle of the scheduler itself
     async def __aenter__(self) -> Scheduler:
@@ -85,6 +95,8 @@ class Scheduler:
         await self._work_tg.__aenter__()
         for _ in range(max(1, self.settings.max_concurrency)):
             self._work_tg.start_soon(self._worker)
+        if self.settings.max_loop_lag_ms > 0:
+            self._work_tg.start_soon(self._lag_monitor)
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
@@ -196,11 +208,40 @@ class Scheduler:
         self._work.set()
         self._work = anyio.Event()
 
+    @property
+    def saturated(self) -> bool:
+        """The event loop is late: one turn takes longer than `max_loop_lag_ms`. Even for a run
+        alone: the next run's creation (HTTP request, preparation, first writes) goes through the
+        same loop, and finds it short only if it was kept short before that run existed."""
+        limit = self.settings.max_loop_lag_ms
+        return limit > 0 and self._lag_s * 1000 > limit
+
+    async def _lag_monitor(self) -> None:
+        """Admission control needs to know how long a loop turn takes: every step of every child (a
+        small run's too) waits that long in the ready queue. A short sleep's overshoot measures it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._runs:
+                self._lag_s = 0.0
+                await self._work.wait()  # idle: no wake-ups until a run starts
+                continue
+            t0 = loop.time()
+            await asyncio.sleep(LAG_PROBE_S)
+            self._lag_s = max(0.0, loop.time() - t0 - LAG_PROBE_S)
+            if self._throttled and not self.saturated:
+                self._throttled = False
+                self._notify()
+
     def _pick(self) -> tuple[ActiveRun, Row] | None:
         """Round-robin: serve the next run that has a child ready and room under its cap.
 
+        While the loop is saturated, a run that already has children in flight starts no new one:
+        the loop's turns shorten as those finish, and a run with nothing in flight (a small run just
+        submitted) still gets a child at once instead of queueing behind hundreds of others' steps.
+
         Synchronous on purpose: no other worker can change the rotation while it runs."""
         cap = self.settings.per_run_concurrency or 1 << 30
+        saturated = self.saturated
         for _ in range(len(self._order)):
             run_id = self._order[0]
             self._order.rotate(-1)
@@ -211,6 +252,9 @@ class Scheduler:
             if len(active.buffer) < LOW_WATER:
                 self._refill_soon(active)
             if active.buffer and active.in_flight < cap:
+                if saturated and active.in_flight:
+                    self._throttled = True
+                    continue
                 active.in_flight += 1
                 return active, active.buffer.popleft()
         return None
@@ -259,24 +303,57 @@ class Scheduler:
         assert self._recv is not None
         interval = self.settings.commit_interval_ms / 1000
         limit = max(1, self.settings.commit_batch)
+        backlog: deque[Item] = deque()  # received, not yet committed; at most `limit`
         async with self._recv:
+            ended = False
             while True:
-                try:
-                    batch = [await self._recv.receive()]
-                except anyio.EndOfStream:
-                    return
-                with anyio.move_on_after(interval):
+                if not backlog:
+                    if ended:
+                        return
                     try:
-                        while len(batch) < limit:
-                            batch.append(await self._recv.receive())
+                        backlog.append(await self._recv.receive())
                     except anyio.EndOfStream:
-                        pass
-                while len(batch) < limit:  # whatever is already queued joins this transaction
+                        return
+                    with anyio.move_on_after(interval):
+                        try:
+                            while len(backlog) < limit:
+                                backlog.append(await self._recv.receive())
+                        except anyio.EndOfStream:
+                            ended = True
+                # whatever is already queued joins the choice (no more than a batch: memory)
+                while len(backlog) < limit:
                     try:
-                        batch.append(self._recv.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        backlog.append(self._recv.receive_nowait())
+                    except anyio.EndOfStream:
+                        ended = True
                         break
-                await self._commit(batch)
+                    except anyio.WouldBlock:
+                        break
+                await self._commit(self._next_batch(backlog, limit))
+
+    def _next_batch(self, backlog: deque[Item], limit: int) -> list[Item]:
+        """One run alone: the oldest `limit` items. Several runs: a short transaction (the database
+        lock is FIFO, so every write of a small run, from its creation to its last finish, queues
+        behind the batch in progress), filled with the runs closest to their end first, so a small
+        run's last children do not wait behind hundreds of a big run's."""
+        runs = {_run_of(item) for item in backlog}
+        if len(runs) > 1 or len(self._runs) > 1:
+            limit = min(limit, SHARED_BATCH)
+        if len(runs) > 1:
+            order = sorted(runs, key=self._remaining)
+            rank = {run_id: i for i, run_id in enumerate(order)}
+            # stable sort: each run's items keep their order (a child's start before its finish)
+            ranked = sorted(backlog, key=lambda item: rank[_run_of(item)])
+            backlog.clear()
+            backlog.extend(ranked)
+        return [backlog.popleft() for _ in range(min(limit, len(backlog)))]
+
+    def _remaining(self, run_id: str) -> int:
+        """Children not yet finished in this process, about: how soon the run can end."""
+        active = self._runs.get(run_id)
+        if active is None:
+            return 0  # cancelled or failed meanwhile: flush and forget
+        return len(active.buffer) + active.in_flight + (0 if active.exhausted else 1 << 20)
 
     async def _commit(self, batch: list[Item]) -> None:
         starts: list[Start] = [v for k, v in batch if k == "start"]

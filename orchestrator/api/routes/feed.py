@@ -3,11 +3,14 @@
 SSE framing is `id: <seq|gseq>\\nevent: <type>\\ndata: <json>\\n\\n` (control events carry no id); a
 comment line `: ping` after feed_ping_s without events. WebSocket: one JSON text message per event, a
 protocol ping after feed_ping_s without events. Resume with `Last-Event-ID` (SSE) or `?after=` (both).
+Every event carries `ts`, the server's commit time (epoch seconds). `?mode=progress` on any of the four
+endpoints: the snapshot, then at most one `progress` per run per 100 ms (the newest state, with the
+newest seq/gseq it covers), then `run.finished`; no per-child events, and a resume starts from a fresh
+snapshot (see feed/stream.py).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -18,8 +21,10 @@ from aiohttp import web
 from orchestrator.api.keys import HUB, SERVICES
 from orchestrator.api.wire import render
 from orchestrator.errors import Unprocessable
-from orchestrator.feed.hub import Hub
-from orchestrator.feed.stream import TERMINAL, Feed, Frame
+from orchestrator.feed.hub import MODES, Hub, Mode
+from orchestrator.feed.stream import TERMINAL, Feed, Frame, sse_frame, ws_text
+
+__all__ = ["on_shutdown", "routes", "sse_bytes", "ws_text"]
 
 routes = web.RouteTableDef()
 KINDS = {"evals": ("eval",), "tests": ("test", "eval"), "experiments": ("experiment",)}
@@ -68,8 +73,17 @@ def _cursor(request: web.Request, *, header: bool) -> int | None:
 
 
 def sse_bytes(frame: Frame) -> bytes:
-    head = b"id: %d\n" % frame.cursor if frame.cursor is not None else b""
-    return head + b"event: " + frame.type.encode() + b"\ndata: " + frame.data + b"\n\n"
+    return frame.sse or sse_frame(frame.cursor, frame.type, frame.data)
+
+
+def _mode(request: web.Request) -> Mode:
+    raw = request.query.get("mode") or "all"
+    if raw not in MODES:
+        raise Unprocessable(
+            f"The feed mode must be one of {', '.join(MODES)}, not {raw!r}",
+            details={"errors": [{"loc": ["query", "mode"], "msg": "must be all or progress", "type": "enum"}]},
+        )
+    return "progress" if raw == "progress" else "all"
 
 
 async def _run_id(request: web.Request, feed: Feed) -> tuple[str, dict[str, Any]]:
@@ -105,22 +119,13 @@ def _abort(request: web.Request) -> Callable[[], None]:
     return cut
 
 
-def ws_text(payload: bytes) -> bytes:
-    """An unmasked, uncompressed server-to-client text frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return struct.pack("!BB", 0x81, n) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
-
-
 async def _sse(request: web.Request, run_id: str | None) -> web.StreamResponse:
     feed = _feed(request)
     after = _cursor(request, header=True)
+    mode = _mode(request)
     if run_id is not None:
         run_id, row = await _run_id(request, feed)
-        if after is not None and row["status"] in TERMINAL and after == row["last_seq"]:
+        if after is not None and mode == "all" and row["status"] in TERMINAL and after == row["last_seq"]:
             # Nothing will ever follow: 204 tells a browser EventSource to stop reconnecting.
             return web.Response(status=204)
     resp = web.StreamResponse(
@@ -134,7 +139,7 @@ async def _sse(request: web.Request, run_id: str | None) -> web.StreamResponse:
         nonlocal stuck
         try:
             await resp.write(b"retry: 1000\n\n")
-            async with aclosing(feed.stream(run_id, after)) as frames:
+            async with aclosing(feed.stream(run_id, after, mode)) as frames:
                 async for batch in frames:
                     data = b"".join(sse_bytes(f) for f in batch) if batch else b": ping\n\n"
                     with anyio.move_on_after(write_timeout) as scope:
@@ -154,6 +159,7 @@ async def _sse(request: web.Request, run_id: str | None) -> web.StreamResponse:
 async def _ws(request: web.Request, run_id: str | None) -> web.StreamResponse:
     feed = _feed(request)
     after = _cursor(request, header=False)
+    mode = _mode(request)
     if run_id is not None:
         run_id, _row = await _run_id(request, feed)
     # No permessage-deflate: zlib on every small JSON message costs more CPU than the bytes it saves.
@@ -177,11 +183,11 @@ async def _ws(request: web.Request, run_id: str | None) -> web.StreamResponse:
 
             tg.start_soon(reader)
             try:
-                async with aclosing(feed.stream(run_id, after)) as frames:
+                async with aclosing(feed.stream(run_id, after, mode)) as frames:
                     async for batch in frames:
                         with anyio.move_on_after(write_timeout) as scope:
                             if batch:
-                                await raw.write(b"".join(ws_text(f.data) for f in batch))
+                                await raw.write(b"".join(f.ws or ws_text(f.data) for f in batch))
                             else:
                                 await ws.ping()
                         if scope.cancelled_caught:
