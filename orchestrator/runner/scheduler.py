@@ -121,9 +121,8 @@ class Scheduler:
         self._starting.add(run_id)
         self._work_tg.start_soon(self._start_run, run_id)
 
-    async def cancel(self, run_id: str, reason: str) -> bool:
-        """Stop feeding and cancel in-flight passes, persist the cancellation (the store shields the
-        write), then publish. False when the run was already terminal."""
+    def _stop_feeding(self, run_id: str) -> None:
+        """No new child of this run starts, and its in-flight passes are cancelled."""
         if run_id in self._starting:
             self._cancelled_starting.add(run_id)
         active = self._runs.pop(run_id, None)
@@ -132,6 +131,11 @@ class Scheduler:
             active.buffer.clear()
             for scope in list(active.scopes):
                 scope.cancel()
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """Stop feeding and cancel in-flight passes, persist the cancellation (the store shields the
+        write), then publish. False when the run was already terminal."""
+        self._stop_feeding(run_id)
         with anyio.CancelScope(shield=True):  # a dropped request must not skip the publish
             event = await self.store.runs.finish(run_id, "cancelled", reason=reason)
             if event is not None:
@@ -394,14 +398,7 @@ class Scheduler:
             self._publish([event])
 
     async def _fail_run(self, run_id: str, message: str, code: str, details: dict[str, Any] | None = None) -> None:
-        if run_id in self._starting:
-            self._cancelled_starting.add(run_id)
-        active = self._runs.pop(run_id, None)
-        if active is not None:
-            active.cancelled = True
-            active.buffer.clear()
-            for scope in list(active.scopes):
-                scope.cancel()
+        self._stop_feeding(run_id)
         with anyio.CancelScope(shield=True):
             try:
                 event = await self.store.runs.finish(

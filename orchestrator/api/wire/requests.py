@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-BLOCK_TYPES = (
-    "start_document",
-    "start_json",
-    "note",
-    "parse",
-    "edit",
-    "extract",
-    "split",
-    "classifier",
-    "conditional",
-    "api_call",
-    "function",
-    "while_loop",
-    "for_each",
-    "merge_dicts",
-)
 BlockTypeName = Literal[
     "start_document",
     "start_json",
@@ -38,6 +22,7 @@ BlockTypeName = Literal[
     "for_each",
     "merge_dicts",
 ]
+BLOCK_TYPES: tuple[str, ...] = get_args(BlockTypeName)
 
 
 class Body(BaseModel):
