@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,7 +22,6 @@ BlockTypeName = Literal[
     "for_each",
     "merge_dicts",
 ]
-BLOCK_TYPES: tuple[str, ...] = get_args(BlockTypeName)
 
 
 class Body(BaseModel):
