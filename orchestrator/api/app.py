@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import anyio
@@ -24,6 +25,7 @@ from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
+log = logging.getLogger("orchestrator.api")
 extra = web.RouteTableDef()
 
 
@@ -80,7 +82,9 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         engine_router = router or EngineRouter.from_file(settings.models or None)
         store = Store(settings.db)
         await store.open()
-        ready, stop = anyio.Event(), anyio.Event()
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        stop = anyio.Event()
 
         async def host() -> None:
             # The scheduler's task group must be entered and exited in one task; aiohttp may run the
@@ -88,28 +92,23 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
             async with Scheduler(settings, store, engine_router, hub) as scheduler:
                 app[SERVICES] = Services(settings, store, scheduler, engine_router)
                 await resume_open_runs(store, scheduler)
-                ready.set()
+                ready.set_result(None)
                 await stop.wait()
                 hub.close_all()
 
-        host_task = asyncio.get_running_loop().create_task(host())
+        host_task = loop.create_task(host())
         try:
-            async with anyio.create_task_group() as tg:
-                # Surface a failure of host() during start-up instead of waiting forever.
-                async def watch() -> None:
-                    await asyncio.wait([host_task], return_when=asyncio.FIRST_COMPLETED)
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(watch)
-                await ready.wait()
-                tg.cancel_scope.cancel()
+            # Whichever comes first: ready, or host() failing during start-up (surfaced by result()).
+            await asyncio.wait([host_task, ready], return_when=asyncio.FIRST_COMPLETED)
             if host_task.done():
                 host_task.result()
             yield
         finally:
             stop.set()
             with anyio.CancelScope(shield=True):
-                await asyncio.gather(host_task, return_exceptions=True)
+                await asyncio.wait([host_task])
+                if not host_task.cancelled() and host_task.exception() is not None:
+                    log.error("runner stopped with an error", exc_info=host_task.exception())
                 await engine_router.aclose()
                 await store.close()
 

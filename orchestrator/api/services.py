@@ -17,7 +17,6 @@ from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.db import Row
-from orchestrator.store.experiments import documents_fingerprint
 
 RUN_PREFIX = {"eval": "wfevalrun", "test": "wftestrun", "experiment": "exprun"}
 CHECK_PREFIX = {"eval": "wfnodeeval", "test": "wfnodetest"}
@@ -323,6 +322,3 @@ class Services:
                 details={"run_id": run_id, "status": run["status"]},
             )
         return {"id": run_id, "status": run["status"], "cancel_reason": run.get("cancel_reason"), "error": None}
-
-    def documents_fp(self, docs: list[dict[str, Any]]) -> str:
-        return documents_fingerprint(docs)

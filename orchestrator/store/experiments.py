@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from orchestrator.errors import NotFound
@@ -122,22 +121,6 @@ class ExperimentStore:
             r["handle_inputs"] = loads(r.pop("handle_inputs_json"), {})
             r["provenance"] = loads(r.pop("provenance_json"))
         return rows
-
-    async def iter_documents(self, experiment_id: str, page_size: int = 1000) -> AsyncIterator[Row]:
-        """Stream the document set in pages so a 50,000-document experiment is never held whole."""
-        last = -1
-        while True:
-            rows = await self.db.fetchall(
-                "SELECT * FROM experiment_documents WHERE experiment_id = ? AND position > ? ORDER BY position LIMIT ?",
-                (experiment_id, last, page_size),
-            )
-            for r in rows:
-                r["handle_inputs"] = loads(r.pop("handle_inputs_json"), {})
-                r["provenance"] = loads(r.pop("provenance_json"))
-                yield r
-            if len(rows) < page_size:
-                return
-            last = rows[-1]["position"]
 
     async def document(self, document_id: str) -> Row:
         row = await self.db.fetchone("SELECT * FROM experiment_documents WHERE id = ?", (document_id,))

@@ -214,25 +214,6 @@ class RunStore:
         rows = await self.db.fetchall("SELECT * FROM runs WHERE status IN ('pending','queued','running') ORDER BY n")
         return [decode_run(r) for r in rows]
 
-    async def set_status(self, run_id: str, status: str) -> dict[str, Any] | None:
-        """pending → queued → running. Returns the feed event, or None when nothing changed."""
-        ts = now_iso()
-
-        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            if status == "running":
-                cur = conn.execute(
-                    "UPDATE runs SET status = 'running', started_at = coalesce(started_at, ?) WHERE id = ?"
-                    " AND status IN ('pending','queued')",
-                    (ts, run_id),
-                )
-            else:
-                cur = conn.execute("UPDATE runs SET status = ? WHERE id = ? AND status = 'pending'", (status, run_id))
-            if cur.rowcount == 0:
-                return None
-            return append_event(conn, run_id, "progress", {"run": read_state(conn, run_id)})
-
-        return await self.db.write(tx)
-
     async def finish(
         self,
         run_id: str,
