@@ -15,7 +15,7 @@ import anyio
 
 from bench.server import API_KEY, Api, BenchError, run_status, running_server, wait_run
 from bench.stats import Scale, median, ratio
-from orchestrator.client import Client
+from orchestrator.cli.client import Client
 
 
 async def _probe(api: Api, experiment_id: str) -> float:

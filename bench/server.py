@@ -241,7 +241,7 @@ async def wait_run(api: Api, run_id: str, timeout_s: float = 900.0) -> tuple[dic
 
     Returns the final run JSON and how it was awaited ("feed" or "poll").
     """
-    from orchestrator.client import Client, ClientError
+    from orchestrator.cli.client import Client, ClientError
 
     with anyio.fail_after(timeout_s):
         try:

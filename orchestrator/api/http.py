@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import BadRequest, Unprocessable
 from orchestrator.ids import iso, parse_iso
-from orchestrator.store.paging import Page, PageRequest
+from orchestrator.store.sqlite.paging import Page, PageRequest
 
 M = TypeVar("M", bound=BaseModel)
 

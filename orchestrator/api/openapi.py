@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from orchestrator import __version__
-from orchestrator.api.wire import requests as rq
-from orchestrator.api.wire.conditions import AssertionSpec
+from orchestrator.wire import requests as rq
+from orchestrator.wire.conditions import AssertionSpec
 
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/workflows"): rq.CreateWorkflow,

@@ -7,8 +7,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.api.http import validation_error
-from orchestrator.api.wire import requests as rq
-from orchestrator.api.wire.conditions import validate_assertion
 from orchestrator.core import planning
 from orchestrator.engines.router import EngineRouter
 from orchestrator.errors import Conflict, NotFound, Unprocessable
@@ -16,7 +14,9 @@ from orchestrator.ids import new_id
 from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store import Store
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
+from orchestrator.wire import requests as rq
+from orchestrator.wire.conditions import validate_assertion
 
 RUN_PREFIX = {"eval": "wfevalrun", "test": "wftestrun", "experiment": "exprun"}
 CHECK_PREFIX = {"eval": "wfnodeeval", "test": "wfnodetest"}

@@ -12,8 +12,8 @@ from importlib import resources
 from typing import Any
 
 from orchestrator.api.services import Services, validate_block_config
-from orchestrator.api.wire import requests as rq
-from orchestrator.store.paging import PageRequest
+from orchestrator.store.sqlite.paging import PageRequest
+from orchestrator.wire import requests as rq
 
 DEMO_NAME = "Invoice demo"
 EXPERIMENT_NAME = "Invoice consensus (5 passes)"

@@ -35,7 +35,8 @@ import orjson
 
 from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
-from orchestrator.store import Store, feed_reads
+from orchestrator.store import Store
+from orchestrator.store.sqlite import feed_reads
 
 TERMINAL = frozenset({"completed", "error", "cancelled"})
 

@@ -11,7 +11,7 @@ from orchestrator.engines.base import Document, EngineError, HandleValue, JsonIn
 from orchestrator.engines.documents import load_document
 from orchestrator.errors import NotFound
 from orchestrator.store import Store
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
 
 
 class RunSetupError(Exception):

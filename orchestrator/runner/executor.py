@@ -26,7 +26,7 @@ from orchestrator.runner.context import DocumentCache, RunContext, resolve_input
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
 from orchestrator.store import ChildFinish
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
 
 OPERATION = {"extract": "extraction", "classifier": "classification", "split": "split"}
 ARTIFACT_PREFIX = {"extract": "extr", "classifier": "cls", "split": "splt"}

@@ -30,7 +30,7 @@ from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
 from orchestrator.store import ChildFinish, Store
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
 
 log = logging.getLogger("orchestrator.runner")
 PAGE = 256

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.store.checks import CheckStore
-from orchestrator.store.children import ChildFinish, ChildStore
-from orchestrator.store.db import Database
-from orchestrator.store.events import EventStore
-from orchestrator.store.experiments import ExperimentStore
-from orchestrator.store.files import FileStore
-from orchestrator.store.runs import RunStore
-from orchestrator.store.workflows import WorkflowStore
+from orchestrator.store.sqlite.checks import CheckStore
+from orchestrator.store.sqlite.children import ChildFinish, ChildStore
+from orchestrator.store.sqlite.db import Database
+from orchestrator.store.sqlite.events import EventStore
+from orchestrator.store.sqlite.experiments import ExperimentStore
+from orchestrator.store.sqlite.files import FileStore
+from orchestrator.store.sqlite.runs import RunStore
+from orchestrator.store.sqlite.workflows import WorkflowStore
 
 __all__ = ["ChildFinish", "Store"]
 

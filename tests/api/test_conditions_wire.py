@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.api.wire.conditions import AssertionSpec, validate_assertion
+from orchestrator.wire.conditions import AssertionSpec, validate_assertion
 
 VALID_CONDITIONS: list[dict[str, Any]] = [
     {"kind": "exists"},

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.cli_common import CliError, resolve_key, resolve_url
-from orchestrator.cli_follow import Snapshot, format_rate, rate_eta, snapshot
-from orchestrator.cli_report import failure_of
-from orchestrator.importer_spec import DEFAULT_HANDLE, SpecError, load
+from orchestrator.cli.common import CliError, resolve_key, resolve_url
+from orchestrator.cli.follow import Snapshot, format_rate, rate_eta, snapshot
+from orchestrator.cli.importer.spec import DEFAULT_HANDLE, SpecError, load
+from orchestrator.cli.report import failure_of
 
 
 @pytest.mark.parametrize(

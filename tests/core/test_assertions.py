@@ -15,7 +15,7 @@ from orchestrator.core.assertions import (
     resolve_target,
     verdict_summary_json,
 )
-from orchestrator.core.assertions_special import split_iou
+from orchestrator.core.assertions.special import split_iou
 
 H = "output-json-0"
 DATA: dict[str, Any] = {

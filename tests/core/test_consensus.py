@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.core.consensus import BlockType, ConsensusRecord, reduce_passes
-from orchestrator.core.consensus_align import align_lists, choose_key_field
-from orchestrator.core.consensus_vote import strings_agree, vote_leaf, vote_numbers
+from orchestrator.core.consensus.align import align_lists, choose_key_field
+from orchestrator.core.consensus.vote import strings_agree, vote_leaf, vote_numbers
 
 THIRD = 1 / 3
 

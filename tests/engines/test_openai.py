@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.engines.base import Document, EngineError, JsonInput, JudgeRequest, PassRequest, Usage
 from orchestrator.engines.openai import OpenAIEngine
-from orchestrator.engines.openai_schema import drop_optional_nulls, strict_schema
+from orchestrator.engines.openai.schema import drop_optional_nulls, strict_schema
 from orchestrator.engines.ratelimit import ProviderLimiter, TokenBucket, backoff_delay, parse_retry_after
 from tests.engines.chat_server import ChatServer, Reply, answer, error
 

@@ -16,7 +16,7 @@ from orchestrator.engines.base import (
 )
 from orchestrator.engines.documents import load_document
 from orchestrator.engines.simulated import SimulatedEngine
-from orchestrator.engines.simulated_rules import parse_number
+from orchestrator.engines.simulated.rules import parse_number
 
 INVOICE = """ACME Corporation
 INVOICE NUMBER: INV-2024-001
@@ -364,7 +364,7 @@ async def test_aclose(engine: SimulatedEngine) -> None:
 async def test_passes_parse_once_and_never_share_output(
     engine: SimulatedEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import orchestrator.engines.simulated as simulated
+    import orchestrator.engines.simulated.engine as simulated
 
     calls: list[str] = []
     original = simulated._extract_document

@@ -1,4 +1,4 @@
-"""orchestrator.client: REST errors, run paths, and run_events resuming by itself after dropped links."""
+"""orchestrator.cli.client: REST errors, run paths, and run_events resuming by itself after dropped links."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import anyio
 import pytest
 from anyio.abc import SocketStream, TaskStatus
 
-from orchestrator.client import Client, ClientError, run_path
+from orchestrator.cli.client import Client, ClientError, run_path
 from tests.conftest import API_KEY
 from tests.feed.conftest import FeedFactory, base_url, experiment_run, result_ids
 

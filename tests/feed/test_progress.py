@@ -7,7 +7,7 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from orchestrator.client import Client
+from orchestrator.cli.client import Client
 from orchestrator.feed.hub import Event, Hub
 from orchestrator.feed.stream import Feed, Frame, by_bytes
 from orchestrator.store import Store

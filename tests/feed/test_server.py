@@ -9,7 +9,7 @@ import anyio
 import orjson
 import pytest
 
-from orchestrator.client import Client
+from orchestrator.cli.client import Client
 from tests.conftest import API_KEY, AUTH
 from tests.feed.conftest import ServerProcess, create_experiment_run, finished_child_ids, sse_messages
 

@@ -8,7 +8,7 @@ from typing import Any
 from orchestrator.api.routes import experiments as routes
 from orchestrator.core import metrics
 from orchestrator.core.consensus import reduce_passes
-from orchestrator.store.jsoncol import dumps
+from orchestrator.store.sqlite.jsoncol import dumps
 from tests.conftest import INVOICE_SCHEMA, Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, json_inputs, services, sim
 

@@ -16,10 +16,10 @@ from orchestrator.api.http import (
     q_required,
 )
 from orchestrator.api.routes.workflows import svc
-from orchestrator.api.wire import render
-from orchestrator.api.wire import requests as rq
 from orchestrator.core import planning
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
+from orchestrator.wire import render
+from orchestrator.wire import requests as rq
 
 routes = web.RouteTableDef()
 

@@ -24,12 +24,12 @@ from orchestrator.api.http import (
 from orchestrator.api.routes.runs import run_filters
 from orchestrator.api.routes.workflows import svc
 from orchestrator.api.services import Services
-from orchestrator.api.wire import render
-from orchestrator.api.wire import requests as rq
 from orchestrator.core import metrics
 from orchestrator.core.planning import metrics_validity_fingerprint
 from orchestrator.errors import NotFound, Unprocessable
-from orchestrator.store.db import Row
+from orchestrator.store.sqlite.db import Row
+from orchestrator.wire import render
+from orchestrator.wire import requests as rq
 
 T = TypeVar("T")
 routes = web.RouteTableDef()

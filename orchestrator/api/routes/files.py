@@ -13,9 +13,9 @@ from aiohttp import web
 from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date
 from orchestrator.api.keys import SETTINGS
 from orchestrator.api.routes.workflows import svc
-from orchestrator.api.wire import render
-from orchestrator.api.wire import requests as rq
 from orchestrator.errors import Unauthorized, Unprocessable
+from orchestrator.wire import render
+from orchestrator.wire import requests as rq
 
 routes = web.RouteTableDef()
 

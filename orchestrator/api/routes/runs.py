@@ -17,9 +17,9 @@ from orchestrator.api.http import (
     q_required,
 )
 from orchestrator.api.routes.workflows import svc
-from orchestrator.api.wire import render
-from orchestrator.api.wire import requests as rq
 from orchestrator.errors import NotFound, Unprocessable
+from orchestrator.wire import render
+from orchestrator.wire import requests as rq
 
 routes = web.RouteTableDef()
 STATUSES = {"pending", "queued", "running", "completed", "error", "cancelled"}

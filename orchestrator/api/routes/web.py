@@ -11,14 +11,14 @@ from orchestrator.api.keys import SESSIONS
 from orchestrator.api.middleware import COOKIE
 from orchestrator.api.routes.runs import run_filters
 from orchestrator.api.routes.workflows import svc
-from orchestrator.api.wire import render
 from orchestrator.errors import Unprocessable
+from orchestrator.wire import render
 
 routes = web.RouteTableDef()
 
 # Packaged inside orchestrator/ so a plain (non-editable) install serves the page too; resolved per
 # request so a missing folder gives a readable 404 instead of failing at import.
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = Path(__file__).resolve().parents[3] / "web"
 KINDS = ("eval", "test", "experiment")
 TYPES = {
     ".html": "text/html",

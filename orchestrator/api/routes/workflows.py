@@ -18,11 +18,11 @@ from orchestrator.api.http import (
 )
 from orchestrator.api.keys import SERVICES
 from orchestrator.api.services import Services, validate_block_config
-from orchestrator.api.wire import render
-from orchestrator.api.wire import requests as rq
 from orchestrator.core.planning import block_execution_fingerprint
 from orchestrator.errors import Unprocessable
 from orchestrator.ids import now_iso
+from orchestrator.wire import render
+from orchestrator.wire import requests as rq
 
 routes = web.RouteTableDef()
 
@@ -197,7 +197,7 @@ async def publish_workflow(request: web.Request) -> web.Response:
         "published_at": now_iso(),
         "description": body.description,
     }
-    from orchestrator.store.jsoncol import dumps
+    from orchestrator.store.sqlite.jsoncol import dumps
 
     row = await s.store.workflows.update_workflow(wid, {"published_json": dumps(published)})
     return json_response(render.workflow(row))

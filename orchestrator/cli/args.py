@@ -1,0 +1,98 @@
+"""Arguments of the client commands. Only argparse here: each command's module (rich, the HTTP client,
+pydantic models) is imported once that command is chosen, so `orchestrator run …` starts fast in CI."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server")
+    group.add_argument(
+        "--url",
+        default=None,
+        help=f"server base URL (env ORCHESTRATOR_URL, then RETAB_API_BASE_URL; default {DEFAULT_URL})",
+    )
+    group.add_argument(
+        "--api-key",
+        default=None,
+        help="API key (env ORCHESTRATOR_API_KEY, then RETAB_API_KEY, then the key file ./orchestrator.db.key)",
+    )
+
+
+def _follow_args(p: argparse.ArgumentParser, handler: str) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the summary")
+    p.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds (exit 3)")
+    p.add_argument("--no-progress", action="store_true", help="do not draw the progress bar")
+    add_connection_args(p)
+    p.set_defaults(handler=handler)
+
+
+def _run_parsers(sub: Any) -> None:
+    run_p = sub.add_parser("run", help="start a run and follow it to the end", description="Start a run, follow it.")
+    kinds = run_p.add_subparsers(dest="run_kind", required=True)
+    for dialect in ("eval", "test"):
+        p = kinds.add_parser(
+            dialect,
+            help=f"run the saved {dialect}s of a workflow (all, one, or one block's)",
+            description=f"Run saved {dialect}s; exit 0 when all pass, 1 when any fails, is blocked or errs.",
+        )
+        p.add_argument("--workflow", required=True, help="workflow id or exact name")
+        scope = p.add_mutually_exclusive_group()
+        scope.add_argument(f"--{dialect}", dest="check", help=f"only this saved {dialect} (id or name)")
+        scope.add_argument("--block", help=f"only the {dialect}s of this block (id or label)")
+        p.add_argument("--n-consensus", type=int, choices=(3, 5, 7), default=None, help="passes per eval")
+        _follow_args(p, "orchestrator.cli.run:cmd_run_checks")
+        p.set_defaults(dialect=dialect)
+    p = kinds.add_parser(
+        "experiment",
+        help="run an experiment (consensus over its documents)",
+        description="Run an experiment; exit 0 when every document completed (and the score ≥ --min-score).",
+    )
+    p.add_argument("--experiment", help="experiment id (or name, with --workflow)")
+    p.add_argument("--workflow", help="workflow id or name: find the experiment by name, or its only experiment")
+    p.add_argument("--min-score", type=float, default=None, help="exit 1 when the score is below this")
+    _follow_args(p, "orchestrator.cli.run:cmd_run_experiment")
+
+
+def add_client_parsers(sub: Any) -> None:
+    _run_parsers(sub)
+    watch_p = sub.add_parser("watch", help="follow any run to its end", description="Follow a run by id.")
+    watch_p.add_argument("run_id", help="wfevalrun_…, wftestrun_… or exprun_…")
+    watch_p.add_argument("--min-score", type=float, default=None, help="experiments: exit 1 below this score")
+    _follow_args(watch_p, "orchestrator.cli.run:cmd_watch")
+
+    runs_p = sub.add_parser("runs", help="list recent runs", description="List recent eval, test and experiment runs.")
+    runs_p.add_argument("--workflow", help="only runs of this workflow (id or name)")
+    runs_p.add_argument("--kind", choices=("eval", "test", "experiment"), help="only this kind of run")
+    runs_p.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    runs_p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_args(runs_p)
+    runs_p.set_defaults(handler="orchestrator.cli.run:cmd_runs")
+
+    wf_p = sub.add_parser("workflows", help="list workflows with their evals and experiments")
+    wf_p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_args(wf_p)
+    wf_p.set_defaults(handler="orchestrator.cli.run:cmd_workflows")
+
+    imp = sub.add_parser(
+        "import",
+        help="create or update a workflow, its evals and experiments from a YAML file",
+        description="Declarative import: re-importing an unchanged file changes nothing.",
+    )
+    imp.add_argument("file", help="the YAML file (document paths are relative to it)")
+    imp.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+    imp.add_argument("--prune", action="store_true", help="also delete evals, experiments and blocks not in the file")
+    imp.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_args(imp)
+    imp.set_defaults(handler="orchestrator.cli.importer:cmd_import")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    module, name = str(args.handler).split(":")
+    code: int = getattr(importlib.import_module(module), name)(args)
+    return code

@@ -1,0 +1,43 @@
+"""Command line: `serve`, and the client commands `run`, `watch`, `runs`, `workflows`, `import`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from orchestrator import settings as settings_mod
+from orchestrator.cli import args as cli_args
+from orchestrator.errors import OrchestratorError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description="Local Retab-compatible workflow run engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_p = sub.add_parser("serve", help="start the server", description="Start the HTTP server.")
+    settings_mod.add_arguments(serve_p)
+    cli_args.add_client_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        from orchestrator.cli.serve import ensure_key, serve
+
+        try:
+            cfg = ensure_key(settings_mod.from_sources(args))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            asyncio.run(serve(cfg))
+        except (ValueError, OrchestratorError, OSError) as exc:
+            # Bad models file, a database from a newer version, a port in use: a message, not a traceback.
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    return cli_args.dispatch(args)

@@ -1,0 +1,88 @@
+"""Saved evals / saved tests: one table, two wire dialects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.errors import NotFound
+from orchestrator.ids import new_id, now_iso
+from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.sqlite.jsoncol import dumps, loads
+from orchestrator.store.sqlite.paging import Page, PageRequest, page
+
+
+def _check(row: Row) -> Row:
+    for col in ("source", "assertion", "latest", "latest_passing", "latest_failing"):
+        row[col] = loads(row.pop(f"{col}_json"))
+    return row
+
+
+class CheckStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self,
+        *,
+        prefix: str,
+        workflow_id: str,
+        block_id: str,
+        name: str | None,
+        source: dict[str, Any],
+        assertion: dict[str, Any],
+    ) -> Row:
+        cid = new_id(prefix)
+        ts = now_iso()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO checks(id, workflow_id, block_id, name, source_json, assertion_json, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                (cid, workflow_id, block_id, name, dumps(source), dumps(assertion), ts, ts),
+            )
+        return await self.get(cid)
+
+    async def get(self, check_id: str, workflow_id: str | None = None, *, noun: str = "Eval") -> Row:
+        row = await self.db.fetchone("SELECT * FROM checks WHERE id = ?", (check_id,))
+        if row is None or (workflow_id and row["workflow_id"] != workflow_id):
+            raise NotFound(f"{noun} {check_id} not found", details={f"{noun.lower()}_id": check_id})
+        return _check(row)
+
+    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
+        where, params = ["workflow_id = ?"], [workflow_id]
+        if block_id:
+            where.append("block_id = ?")
+            params.append(block_id)
+        p = await page(self.db, "checks", where, params, req)
+        p.rows = [_check(r) for r in p.rows]
+        return p
+
+    async def for_scope(self, workflow_id: str, *, check_id: str | None, block_id: str | None) -> list[Row]:
+        where, params = ["workflow_id = ?"], [workflow_id]
+        if check_id:
+            where.append("id = ?")
+            params.append(check_id)
+        if block_id:
+            where.append("block_id = ?")
+            params.append(block_id)
+        rows = await self.db.fetchall(f"SELECT * FROM checks WHERE {' AND '.join(where)} ORDER BY n", params)
+        return [_check(r) for r in rows]
+
+    async def update(self, check_id: str, changes: dict[str, Any]) -> Row:
+        await self.get(check_id)
+        sets: dict[str, Any] = {}
+        if "name" in changes:
+            sets["name"] = changes["name"]
+        for col in ("source", "assertion"):
+            if col in changes:
+                sets[f"{col}_json"] = dumps(changes[col])
+        if sets:
+            sets["updated_at"] = now_iso()
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            async with self.db.transaction() as conn:
+                await conn.execute(f"UPDATE checks SET {cols} WHERE id = ?", (*sets.values(), check_id))
+        return await self.get(check_id)
+
+    async def delete(self, check_id: str, workflow_id: str | None = None, *, noun: str = "Eval") -> None:
+        await self.get(check_id, workflow_id, noun=noun)
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM checks WHERE id = ?", (check_id,))

@@ -1,0 +1,132 @@
+"""Uploaded files: a pending upload session, then bytes, then completion."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from orchestrator.errors import Gone, NotFound, Unprocessable
+from orchestrator.ids import iso, new_id, now, now_iso, parse_iso
+from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.sqlite.paging import Page, PageRequest, page
+
+_META = "n, id, filename, mime_type, size_bytes, sha256, status, expires_at, page_count, created_at, updated_at"
+
+
+class FileStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_upload(
+        self, *, filename: str, size_bytes: int, mime_type: str, sha256: str | None, ttl_s: int
+    ) -> Row:
+        fid = new_id("file")
+        ts = now_iso()
+        expires = iso(now() + timedelta(seconds=ttl_s))
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO files(id, filename, mime_type, size_bytes, sha256, status, expires_at, created_at,"
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (fid, filename, mime_type, size_bytes, sha256, "pending", expires, ts, ts),
+            )
+        return await self.get(fid, include_pending=True)
+
+    async def get(self, file_id: str, *, include_pending: bool = False) -> Row:
+        row = await self.db.fetchone(f"SELECT {_META} FROM files WHERE id = ?", (file_id,))
+        if row is None or (row["status"] != "complete" and not include_pending):
+            raise NotFound(f"File {file_id} not found", details={"file_id": file_id})
+        return row
+
+    def _check_open(self, row: Row) -> None:
+        if row["status"] != "complete" and parse_iso(row["expires_at"]) < now():
+            raise Gone(
+                f"Upload session {row['id']} has expired",
+                code="upload_expired",
+                details={"file_id": row["id"], "expires_at": row["expires_at"]},
+            )
+
+    async def put_bytes(self, file_id: str, data: bytes) -> Row:
+        row = await self.get(file_id, include_pending=True)
+        self._check_open(row)
+        if row["status"] == "complete":
+            raise Unprocessable("This upload is already complete", code="upload_complete", details={"file_id": file_id})
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE files SET data = ?, status = 'uploaded', updated_at = ? WHERE id = ?",
+                (data, now_iso(), file_id),
+            )
+        return await self.get(file_id, include_pending=True)
+
+    async def complete(self, file_id: str, sha256: str | None, page_count: int | None = None) -> Row:
+        row = await self.get(file_id, include_pending=True)
+        if row["status"] == "complete":
+            return row
+        self._check_open(row)
+        data = await self.data(file_id, include_pending=True)
+        if data is None:
+            raise Unprocessable(
+                "No bytes were uploaded for this file", code="upload_missing", details={"file_id": file_id}
+            )
+        if len(data) != row["size_bytes"]:
+            raise Unprocessable(
+                f"Uploaded {len(data)} bytes but the upload declared {row['size_bytes']}",
+                code="size_mismatch",
+                details={"expected": row["size_bytes"], "received": len(data)},
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        for want in (row["sha256"], sha256):
+            if want and want.lower() != digest:
+                raise Unprocessable(
+                    "The uploaded bytes do not match the declared sha256",
+                    code="checksum_mismatch",
+                    details={"expected": want, "received": digest},
+                )
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE files SET status = 'complete', sha256 = ?, page_count = ?, updated_at = ? WHERE id = ?",
+                (digest, page_count, now_iso(), file_id),
+            )
+        return await self.get(file_id)
+
+    async def data(self, file_id: str, *, include_pending: bool = False) -> bytes | None:
+        row = await self.db.fetchone("SELECT data, status FROM files WHERE id = ?", (file_id,))
+        if row is None or (row["status"] != "complete" and not include_pending):
+            raise NotFound(f"File {file_id} not found", details={"file_id": file_id})
+        data: bytes | None = row["data"]
+        return data
+
+    async def create_complete(self, *, filename: str, mime_type: str, data: bytes) -> Row:
+        """Store bytes in one step (demo data, imports)."""
+        fid = new_id("file")
+        ts = now_iso()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO files(id, filename, mime_type, size_bytes, sha256, status, expires_at, data,"
+                " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (fid, filename, mime_type, len(data), hashlib.sha256(data).hexdigest(), "complete", ts, data, ts, ts),
+            )
+        return await self.get(fid)
+
+    async def list_page(
+        self,
+        req: PageRequest,
+        *,
+        filename: str | None,
+        mime_type: str | None,
+        from_date: str | None,
+        to_date: str | None,
+    ) -> Page:
+        where, params = ["status = 'complete'"], []
+        if filename:
+            where.append("filename LIKE ?")
+            params.append(f"%{filename}%")
+        if mime_type:
+            where.append("mime_type = ?")
+            params.append(mime_type)
+        if from_date:
+            where.append("created_at >= ?")
+            params.append(from_date)
+        if to_date:
+            where.append("created_at <= ?")
+            params.append(to_date)
+        return await page(self.db, "files", where, params, req, columns=_META)

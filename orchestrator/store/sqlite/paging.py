@@ -1,0 +1,71 @@
+"""Cursor pages over any table: cursors are resource ids, order is (sort column, n)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from orchestrator.errors import BadRequest
+from orchestrator.store.sqlite.db import Database, Row
+
+Order = Literal["asc", "desc"]
+
+
+@dataclass
+class PageRequest:
+    limit: int = 50
+    order: Order = "desc"
+    before: str | None = None
+    after: str | None = None
+
+
+@dataclass
+class Page:
+    rows: list[Row]
+    before: str | None
+    after: str | None
+
+
+async def page(
+    db: Database,
+    table: str,
+    where: list[str],
+    params: list[Any],
+    req: PageRequest,
+    *,
+    sort: str = "n",
+    columns: str = "*",
+) -> Page:
+    """WorkOS-style: `after=X` → items strictly after X in the order; `before=X` → the items just before X."""
+    if req.before and req.after:
+        raise BadRequest("Pass either `before` or `after`, not both.", code="invalid_cursor")
+    cursor_id = req.after or req.before
+    conds, args = list(where), list(params)
+    desc = req.order == "desc"
+    if cursor_id:
+        ref = await db.fetchone(f"SELECT {sort} AS s, n FROM {table} WHERE id = ?", (cursor_id,))
+        if ref is None:
+            raise BadRequest(f"Unknown cursor {cursor_id!r}.", code="invalid_cursor", details={"cursor": cursor_id})
+        forward = bool(req.after)
+        # Going "after" in desc order means smaller keys; "before" flips it.
+        smaller = desc == forward
+        op = "<" if smaller else ">"
+        conds.append(f"({sort} {op} ? OR ({sort} = ? AND n {op} ?))")
+        args += [ref["s"], ref["s"], ref["n"]]
+    walk_desc = desc if not req.before else not desc
+    direction = "DESC" if walk_desc else "ASC"
+    sql = f"SELECT {columns} FROM {table}"
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    sql += f" ORDER BY {sort} {direction}, n {direction} LIMIT ?"
+    rows = await db.fetchall(sql, [*args, req.limit + 1])
+    more = len(rows) > req.limit
+    rows = rows[: req.limit]
+    if req.before:
+        rows.reverse()
+        before = rows[0]["id"] if more and rows else None
+        after = rows[-1]["id"] if rows else None
+        return Page(rows, before, after)
+    after = rows[-1]["id"] if more and rows else None
+    before = rows[0]["id"] if (req.after and rows) else None
+    return Page(rows, before, after)
