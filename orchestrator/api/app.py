@@ -23,7 +23,7 @@ from orchestrator.feed.hub import Hub
 from orchestrator.runner.recovery import resume_open_runs
 from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import open_store
 
 log = logging.getLogger("orchestrator.api")
 extra = web.RouteTableDef()
@@ -80,7 +80,7 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Routes first: a bad models file must fail before the database (and its threads) is open.
         engine_router = router or EngineRouter.from_file(settings.models or None)
-        store = Store(settings.db)
+        store = open_store(settings.db)
         await store.open()
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()

@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
+
+from orchestrator.store.records import FeedEvent
 
 Event = dict[str, Any]
 Mode = Literal["all", "progress"]
@@ -212,11 +214,13 @@ class Hub:
                     self._rings.pop((sub.mode, sub.run_id), None)
         sub.closed = True
 
-    def publish(self, events: Iterable[Event]) -> None:
+    def publish(self, events: Iterable[FeedEvent] | Iterable[Event]) -> None:
+        """The broker of the API process: committed events, in commit order as far as the caller knows."""
         touched: set[str] = set()
         finished: list[Event] = []
         now = time.time()
-        for event in events:
+        for committed in events:
+            event = cast(Event, committed)  # the rings add memo keys (encoded frames) to the same dict
             self.published += 1
             event.setdefault("ts", now)
             run_id = event["run_id"]

@@ -28,17 +28,16 @@ import struct
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import anyio
 import orjson
 
+from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
+from orchestrator.ids import parse_iso
 from orchestrator.store import Store
-from orchestrator.store.sqlite import feed_reads
-
-TERMINAL = frozenset({"completed", "error", "cancelled"})
 
 
 class Frame(NamedTuple):
@@ -261,7 +260,7 @@ class _Reader:
         out: list[Frame] = []
         if self.run_id is None:
             last = await store.events.last_gseq()
-            oldest = await feed_reads.first_gseq(store.db)
+            oldest = await store.events.first_gseq()
         else:
             row = await store.runs.get(self.run_id)
             last = int(row["last_seq"])
@@ -274,7 +273,7 @@ class _Reader:
             why = "is newer than the feed" if self.after > last else "is older than the events kept"
             out.append(_control("reset", self.run_id, after=self.after, reason=f"cursor {self.after} {why}"))
         if self.run_id is None:
-            rows = await feed_reads.snapshot_runs(store.db, self.feed.snapshot_recent, self.feed.snapshot_limit)
+            rows = await store.events.snapshot_runs(self.feed.snapshot_recent, self.feed.snapshot_limit)
             runs = [self.feed.render.run(r) for r in rows]
             snap = {"seq": None, "gseq": last, "run_id": None, "type": "snapshot", "ts": time.time(), "runs": runs}
             out.append(make_frame(last, "snapshot", orjson.dumps(snap)))
@@ -288,7 +287,7 @@ class _Reader:
     async def _snapshot(self, row: dict[str, Any]) -> Frame:
         assert self.run_id is not None
         seq = int(row["last_seq"])
-        gseq = await feed_reads.gseq_of(self.feed.store.db, self.run_id, seq)
+        gseq = await self.feed.store.events.gseq_of(self.run_id, seq)
         self.feed.hub.rows.put(self.run_id, row)
         body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "snapshot", "ts": time.time()}
         self.last = seq
@@ -298,8 +297,8 @@ class _Reader:
         """A terminal run seen at (re)subscription: its state as a closing `run.finished`."""
         assert self.run_id is not None
         seq = int(row["last_seq"])
-        gseq = await feed_reads.gseq_of(self.feed.store.db, self.run_id, seq)
-        ts = feed_reads.epoch(row.get("completed_at")) if isinstance(row.get("completed_at"), str) else None
+        gseq = await self.feed.store.events.gseq_of(self.run_id, seq)
+        ts = _epoch(row.get("completed_at"))
         body = {"seq": seq, "gseq": gseq, "run_id": self.run_id, "type": "run.finished", "ts": ts or time.time()}
         self.finished = True
         self.last = seq
@@ -338,7 +337,7 @@ class _Reader:
                 return
 
     async def _read(self, after: int, limit: int) -> list[Event]:
-        return await feed_reads.events_after(self.feed.store.db, self.run_id, after, limit)
+        return cast(list[Event], await self.feed.store.events.after(self.run_id, after, limit))
 
     async def _page(self, after: int) -> tuple[list[Event], bool]:
         """Stored events after `after`, and whether that reached the end of the store.
@@ -382,3 +381,11 @@ class _Reader:
 
     def _shutdown(self, sub: Subscription) -> Frame:
         return _control("shutdown", self.run_id, after=self.last, reason=sub.reason or "shutdown")
+
+
+def _epoch(iso: Any) -> float | None:
+    """A stored ISO timestamp (UTC) as epoch seconds, like the `ts` of a live event."""
+    try:
+        return parse_iso(iso).timestamp() if isinstance(iso, str) and iso else None
+    except ValueError:
+        return None

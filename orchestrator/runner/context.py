@@ -10,8 +10,7 @@ from orchestrator.core import planning
 from orchestrator.engines.base import Document, EngineError, HandleValue, JsonInput
 from orchestrator.engines.documents import load_document
 from orchestrator.errors import NotFound
-from orchestrator.store import Store
-from orchestrator.store.sqlite.db import Row
+from orchestrator.store import Row, Store
 
 
 class RunSetupError(Exception):

@@ -25,8 +25,7 @@ from orchestrator.ids import ms_between, now_iso
 from orchestrator.runner.context import DocumentCache, RunContext, resolve_inputs
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish
-from orchestrator.store.sqlite.db import Row
+from orchestrator.store import ChildFinish, ClaimedChild, Row
 
 OPERATION = {"extract": "extraction", "classifier": "classification", "split": "split"}
 ARTIFACT_PREFIX = {"extract": "extr", "classifier": "cls", "split": "splt"}
@@ -134,7 +133,7 @@ class Executor:
             first = await self._one_pass(key, requests[0], stats)
         return [first, *(t.result() for t in tasks)]
 
-    async def execute(self, ctx: RunContext, child: Row) -> ChildFinish:
+    async def execute(self, ctx: RunContext, child: ClaimedChild) -> ChildFinish:
         started = now_iso()
         stats: Counter[str] = Counter()
         block = ctx.block(child["block_id"])
@@ -271,7 +270,7 @@ class Executor:
         return base
 
     def _block_failure(
-        self, ctx: RunContext, child: Row, base: ChildFinish, block: Row | None, err: EngineError | None
+        self, ctx: RunContext, child: ClaimedChild, base: ChildFinish, block: Row | None, err: EngineError | None
     ) -> ChildFinish:
         """Every pass failed. Experiments: the document errs. Evals: blocked (the block could not run),
         except when the server is misconfigured (no engine for the model): that is an error, not a verdict."""
@@ -294,7 +293,7 @@ class Executor:
         result = {"handle_outputs": None, "fingerprints": fps, "pass_errors": [_err_json(err)], "block_error": error}
         return self._with_verdict(ctx, base, result, assertion, outcome, fps)
 
-    def _fingerprints(self, ctx: RunContext, block: Row | None, child: Row) -> dict[str, str]:
+    def _fingerprints(self, ctx: RunContext, block: Row | None, child: ClaimedChild) -> dict[str, str]:
         if block is None:
             return {}
         bfp = planning.block_execution_fingerprint(block["type"], block.get("config"))
@@ -309,7 +308,7 @@ class Executor:
     def _artifact(
         self,
         ctx: RunContext,
-        child: Row,
+        child: ClaimedChild,
         block: Row,
         n: int,
         inputs: dict[str, HandleValue],

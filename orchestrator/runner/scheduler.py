@@ -29,8 +29,7 @@ from orchestrator.runner.context import DocumentCache, RunContext, RunSetupError
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, Store
-from orchestrator.store.sqlite.db import Row
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, FeedEvent, Store
 
 log = logging.getLogger("orchestrator.runner")
 PAGE = 256
@@ -43,7 +42,7 @@ LAG_PROBE_S = 0.005  # the lag monitor sleeps this long and records how late it 
 @dataclass(eq=False)
 class ActiveRun:
     ctx: RunContext
-    buffer: deque[Row] = field(default_factory=deque)
+    buffer: deque[ClaimedChild] = field(default_factory=deque)
     exhausted: bool = False
     refilling: bool = False
     in_flight: int = 0
@@ -55,8 +54,7 @@ class ActiveRun:
         return str(self.ctx.run["id"])
 
 
-Start = tuple[str, str, str]  # (child_id, run_id, started_at)
-Item = tuple[str, Any]  # ("start", Start) | ("finish", ChildFinish)
+Item = tuple[str, Any]  # ("start", ChildStart) | ("finish", ChildFinish)
 
 
 def _run_of(item: Item) -> str:
@@ -236,7 +234,7 @@ class Scheduler:
                 self._throttled = False
                 self._notify()
 
-    def _pick(self) -> tuple[ActiveRun, Row] | None:
+    def _pick(self) -> tuple[ActiveRun, ClaimedChild] | None:
         """Round-robin: serve the next run that has a child ready and room under its cap.
 
         While the loop is saturated, a run that already has children in flight starts no new one:
@@ -271,7 +269,7 @@ class Scheduler:
                 await self._work.wait()
                 continue
             active, child = picked
-            await self._send.send(("start", (child["id"], active.id, now_iso())))
+            await self._send.send(("start", ChildStart(child["id"], active.id, now_iso())))
             finish = await self._execute(active, child)
             active.in_flight -= 1
             if finish is not None and not active.cancelled:
@@ -279,7 +277,7 @@ class Scheduler:
             if self.settings.per_run_concurrency:
                 self._notify()  # a slot under this run's cap opened for idle workers
 
-    async def _execute(self, active: ActiveRun, child: Row) -> ChildFinish | None:
+    async def _execute(self, active: ActiveRun, child: ClaimedChild) -> ChildFinish | None:
         """None when the run was cancelled meanwhile (the cancellation already closed the child)."""
         with anyio.CancelScope() as scope:
             if active.cancelled:
@@ -360,7 +358,7 @@ class Scheduler:
         return len(active.buffer) + active.in_flight + (0 if active.exhausted else 1 << 20)
 
     async def _commit(self, batch: list[Item]) -> None:
-        starts: list[Start] = [v for k, v in batch if k == "start"]
+        starts: list[ChildStart] = [v for k, v in batch if k == "start"]
         finishes: list[ChildFinish] = [v for k, v in batch if k == "finish"]
         with anyio.CancelScope(shield=True):  # persist, then publish: never one without the other
             try:
@@ -373,14 +371,14 @@ class Scheduler:
             if e["type"] == "run.finished":
                 self._runs.pop(e["run_id"], None)
 
-    async def _commit_one_by_one(self, starts: list[Start], finishes: list[ChildFinish]) -> list[dict[str, Any]]:
+    async def _commit_one_by_one(self, starts: list[ChildStart], finishes: list[ChildFinish]) -> list[FeedEvent]:
         """Isolate a poison row: its run fails (never stays running), the others commit."""
-        events: list[dict[str, Any]] = []
+        events: list[FeedEvent] = []
         for start in starts:
             try:
                 events += await self.store.children.apply([start], [])
             except Exception:
-                log.exception("start of child %s could not be stored", start[0])
+                log.exception("start of child %s could not be stored", start.child_id)
         for finish in finishes:
             try:
                 events += await self.store.children.apply([], [finish])
@@ -410,7 +408,7 @@ class Scheduler:
             if event:
                 self._publish([event])
 
-    def _publish(self, events: Iterable[dict[str, Any]]) -> None:
+    def _publish(self, events: Iterable[FeedEvent]) -> None:
         try:
             self.hub.publish(events)
         except Exception:  # the feed must never stop the runner; subscribers resync from the store

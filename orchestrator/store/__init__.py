@@ -1,32 +1,35 @@
-"""All persistent state. The only package that speaks SQL."""
+"""All persistent state, behind one interface. The only package that speaks SQL."""
 
 from __future__ import annotations
 
-from orchestrator.store.sqlite.checks import CheckStore
-from orchestrator.store.sqlite.children import ChildFinish, ChildStore
-from orchestrator.store.sqlite.db import Database
-from orchestrator.store.sqlite.events import EventStore
-from orchestrator.store.sqlite.experiments import ExperimentStore
-from orchestrator.store.sqlite.files import FileStore
-from orchestrator.store.sqlite.runs import RunStore
-from orchestrator.store.sqlite.workflows import WorkflowStore
+from orchestrator.store.interface import Store
+from orchestrator.store.records import (
+    Broker,
+    ChildFinish,
+    ChildStart,
+    ClaimedChild,
+    FeedEvent,
+    Page,
+    PageRequest,
+    Row,
+)
 
-__all__ = ["ChildFinish", "Store"]
+__all__ = [
+    "Broker",
+    "ChildFinish",
+    "ChildStart",
+    "ClaimedChild",
+    "FeedEvent",
+    "Page",
+    "PageRequest",
+    "Row",
+    "Store",
+    "open_store",
+]
 
 
-class Store:
-    def __init__(self, path: str) -> None:
-        self.db = Database(path)
-        self.workflows = WorkflowStore(self.db)
-        self.files = FileStore(self.db)
-        self.checks = CheckStore(self.db)
-        self.experiments = ExperimentStore(self.db)
-        self.runs = RunStore(self.db)
-        self.children = ChildStore(self.db)
-        self.events = EventStore(self.db)
+def open_store(url: str, broker: Broker | None = None) -> Store:
+    """The store for a `--db` value: a SQLite file path (the default). Not opened yet: `await store.open()`."""
+    from orchestrator.store.sqlite import SqliteStore
 
-    async def open(self) -> None:
-        await self.db.open()
-
-    async def close(self) -> None:
-        await self.db.close()
+    return SqliteStore(url, broker)

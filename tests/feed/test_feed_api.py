@@ -145,8 +145,8 @@ async def test_a_cursor_older_than_the_kept_events_resets(feed_api: FeedFactory)
     run_id = await experiment_run(api, 10)
     await api.wait_run(run_id)
     store = app_of(api)[SERVICES].store
-    events = await store.events.run_after(run_id, 0, 100)
-    await store.runs.delete_events_before(events[5]["gseq"])  # prune the first five
+    events = await store.events.after(run_id, 0, 100)
+    await store.events.delete_before(events[5]["gseq"])  # prune the first five
     for transport in ("sse", "ws"):
         got = await read_events(api, run_path(run_id), transport, after=2)
         assert [e["type"] for e in got][:2] == ["reset", "snapshot"], transport

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -18,7 +18,7 @@ from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Item, Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish
+from orchestrator.store import ChildFinish, ClaimedChild
 
 
 async def _settle() -> None:
@@ -103,7 +103,8 @@ def _scheduler(**settings: Any) -> Scheduler:
 
 def _active(s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhausted: bool = True) -> ActiveRun:
     ctx = RunContext(run={"id": run_id, "kind": "experiment"}, blocks={}, draft_fp="")
-    active = ActiveRun(ctx, buffer=deque({"id": f"{run_id}-{i}"} for i in range(children)), exhausted=exhausted)
+    buffer = deque(cast(ClaimedChild, {"id": f"{run_id}-{i}"}) for i in range(children))
+    active = ActiveRun(ctx, buffer=buffer, exhausted=exhausted)
     active.in_flight = in_flight
     s._runs[run_id] = active
     s._order.append(run_id)

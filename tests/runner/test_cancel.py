@@ -20,6 +20,7 @@ from tests.runner.helpers import (
     sim,
     wait_for,
 )
+from tests.sqlite_util import db_of
 
 
 async def _idle(s: Services) -> bool:
@@ -58,7 +59,7 @@ async def test_cancel_mid_run_leaves_nothing_open(make_api: AppFactory, kind: st
     final = await assert_counts_match_children(api, run["id"])
     # no result lands after the cancellation
     assert (final["c_completed"], final["c_cancelled"]) == (lc["completed"], lc["cancelled"])
-    rows = await s.store.db.fetchall(
+    rows = await db_of(s.store).fetchall(
         "SELECT DISTINCT cancel_reason FROM children WHERE run_id = ? AND status = 'cancelled'", (run["id"],)
     )
     assert [r["cancel_reason"] for r in rows] == ["cancelled by request"]

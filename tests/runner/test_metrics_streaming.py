@@ -11,6 +11,7 @@ from orchestrator.core.consensus import reduce_passes
 from orchestrator.store.sqlite.jsoncol import dumps
 from tests.conftest import INVOICE_SCHEMA, Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, json_inputs, services, sim
+from tests.sqlite_util import db_of
 
 
 def _record(i: int) -> dict[str, Any]:
@@ -61,7 +62,7 @@ async def _completed_run(api: Api, docs: int) -> dict[str, Any]:
             "UPDATE runs SET status = 'completed', c_pending = 0, c_completed = total WHERE id = ?", (run["id"],)
         )
 
-    await s.store.db.write(fill)
+    await db_of(s.store).write(fill)
     return await s.store.runs.get(run["id"])
 
 

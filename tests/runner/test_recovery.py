@@ -13,7 +13,8 @@ import aiohttp
 import anyio
 import pytest
 
-from orchestrator.store import Store
+from orchestrator.store import ChildStart
+from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import INVOICE_SCHEMA, AppFactory
 from tests.runner.helpers import (
     add_block,
@@ -27,6 +28,7 @@ from tests.runner.helpers import (
     wait_for,
 )
 from tests.serverproc import ServerProcess, start_server
+from tests.sqlite_util import db_of
 
 
 async def test_a_stopped_server_resumes_its_runs_and_counts_each_result_once(make_api: AppFactory) -> None:
@@ -44,11 +46,11 @@ async def test_a_stopped_server_resumes_its_runs_and_counts_each_result_once(mak
     assert done["counts"]["outcome"] == {"passed": 40, "failed": 0, "blocked": 0}
     final = await assert_counts_match_children(again, run["id"])
     store = services(again).store
-    rows = await store.db.fetchall(
+    rows = await db_of(store).fetchall(
         "SELECT count(*) AS n, count(DISTINCT child_id) AS d FROM artifacts WHERE run_id = ?", (run["id"],)
     )
     assert rows[0]["n"] == rows[0]["d"] == final["c_completed"] == 40
-    resumed = await store.db.fetchall("SELECT id FROM children WHERE run_id = ? AND attempt > 0", (run["id"],))
+    resumed = await db_of(store).fetchall("SELECT id FROM children WHERE run_id = ? AND attempt > 0", (run["id"],))
     assert resumed, "children open at the stop should have run again"
 
 
@@ -70,7 +72,7 @@ async def test_finished_children_are_committed_at_shutdown(make_api: AppFactory)
     assert (await get_run(api, run["id"]))["counts"]["lifecycle_counts"]["completed"] == 0  # not committed yet
     db_path = services(api).settings.db
     await api.client.close()
-    store = Store(db_path)
+    store = SqliteStore(db_path)
     await store.open()
     try:
         row = await store.runs.get(run["id"])
@@ -110,13 +112,14 @@ async def test_open_runs_left_by_a_previous_process_end_at_start_up(make_api: Ap
     if state == "all-committed":
         # Every child committed, the run itself still "running": a state older builds could leave.
         claimed = await s.store.children.claim(row["id"], 10)
-        await s.store.children.apply([(c["id"], row["id"], "2024-01-01T00:00:00.000Z") for c in claimed], [])
-        await s.store.db.write(
+        ts = "2024-01-01T00:00:00.000Z"
+        await s.store.children.apply([ChildStart(c["id"], row["id"], ts) for c in claimed], [])
+        await db_of(s.store).write(
             lambda conn: conn.execute(
                 "UPDATE children SET status = 'completed', verdict = 'passed' WHERE run_id = ?", (row["id"],)
             )
         )
-        await s.store.db.write(
+        await db_of(s.store).write(
             lambda conn: conn.execute(
                 "UPDATE runs SET c_running = 0, c_completed = 3, o_passed = 3 WHERE id = ?", (row["id"],)
             )
@@ -211,24 +214,25 @@ async def test_sigkill_in_the_middle_of_a_5000_child_run(tmp_path: Path) -> None
                 "error": 0,
                 "cancelled": 0,
             }
-    store = Store(str(db))  # the server has exited (SIGTERM): read the file directly
+    store = SqliteStore(str(db))  # the server has exited (SIGTERM): read the file directly
     await store.open()
     try:
         row = await store.runs.get(run["id"])
         recount = await store.children.recount(run["id"])
         assert recount == {"c_completed": docs}
         assert (row["c_completed"], row["c_pending"], row["c_queued"], row["c_running"]) == (docs, 0, 0, 0)
-        art = await store.db.fetchone(
+        art = await db_of(store).fetchone(
             "SELECT count(*) AS n, count(DISTINCT child_id) AS d FROM artifacts WHERE run_id = ?", (run["id"],)
         )
-        ev = await store.db.fetchone(
+        ev = await db_of(store).fetchone(
             "SELECT count(*) AS n, count(DISTINCT child_id) AS d FROM events"
             " WHERE run_id = ? AND type = 'child.finished'",
             (run["id"],),
         )
         assert art == {"n": docs, "d": docs}
         assert ev == {"n": docs, "d": docs}
-        rerun = await store.db.scalar("SELECT count(*) FROM children WHERE run_id = ? AND attempt > 0", (run["id"],))
+        rerun_sql = "SELECT count(*) FROM children WHERE run_id = ? AND attempt > 0"
+        rerun = await db_of(store).scalar(rerun_sql, (run["id"],))
         assert rerun > 0, "children open at the kill should have run again"
     finally:
         await store.close()

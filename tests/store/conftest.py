@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from orchestrator.store import Store
+from orchestrator.store.sqlite import SqliteStore
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(str(tmp_path / "store.db"))
+    s = SqliteStore(str(tmp_path / "store.db"))
     await s.open()
     yield s
     await s.close()

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from orchestrator.core.lifecycle import invariant_violations
-from orchestrator.store import ChildFinish, Store
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, Store
+from tests.sqlite_util import db_of
 from tests.store.conftest import new_run
 
 TS = "2024-01-01T00:00:00.000Z"
@@ -43,15 +44,15 @@ async def test_claim_pages_in_position_order_with_the_assertion(store: Store) ->
 async def test_a_finish_counts_once_even_when_committed_twice(store: Store) -> None:
     run_id = await new_run(store, 2)
     a, _ = await store.children.claim(run_id, 2)
-    await store.children.apply([(a["id"], run_id, TS)], [done(a["id"], run_id, artifact=_artifact("x1", a))])
+    await store.children.apply([ChildStart(a["id"], run_id, TS)], [done(a["id"], run_id, artifact=_artifact("x1", a))])
     again = await store.children.apply([], [done(a["id"], run_id, artifact=_artifact("x2", a))])
     assert again == []  # ignored: no event, no second artifact
     run = await assert_consistent(store, run_id)
     assert (run["c_completed"], run["o_passed"], run["c_queued"]) == (1, 1, 1)
-    assert await store.db.scalar("SELECT count(*) FROM artifacts WHERE run_id = ?", (run_id,)) == 1
+    assert await db_of(store).scalar("SELECT count(*) FROM artifacts WHERE run_id = ?", (run_id,)) == 1
 
 
-def _artifact(aid: str, child: dict[str, Any]) -> dict[str, Any]:
+def _artifact(aid: str, child: ClaimedChild) -> dict[str, Any]:
     return {"id": aid, "operation": "extraction", "body": {"id": aid, "child": child["id"]}}
 
 
@@ -61,7 +62,8 @@ async def test_starts_of_a_cancelled_run_emit_nothing(store: Store) -> None:
     cancel = await store.runs.finish(run_id, "cancelled", reason="stop")
     assert cancel is not None
     last_seq = (await store.runs.get(run_id))["last_seq"]
-    events = await store.children.apply([(c["id"], run_id, TS) for c in claimed], [done(claimed[0]["id"], run_id)])
+    starts = [ChildStart(c["id"], run_id, TS) for c in claimed]
+    events = await store.children.apply(starts, [done(claimed[0]["id"], run_id)])
     assert events == []
     run = await assert_consistent(store, run_id)
     assert (run["status"], run["c_cancelled"], run["last_seq"]) == ("cancelled", 3, last_seq)
@@ -70,7 +72,7 @@ async def test_starts_of_a_cancelled_run_emit_nothing(store: Store) -> None:
 async def test_events_carry_consecutive_seqs_and_the_last_child_ends_the_run(store: Store) -> None:
     run_id = await new_run(store, 3)
     claimed = await store.children.claim(run_id, 3)
-    e1 = await store.children.apply([(c["id"], run_id, TS) for c in claimed], [])
+    e1 = await store.children.apply([ChildStart(c["id"], run_id, TS) for c in claimed], [])
     assert [e["type"] for e in e1] == ["progress"]
     assert e1[0]["body"]["run"]["status"] == "running" and e1[0]["body"]["run"]["c_running"] == 3
     e2 = await store.children.apply(
@@ -85,7 +87,7 @@ async def test_events_carry_consecutive_seqs_and_the_last_child_ends_the_run(sto
     assert final["status"] == "completed" and final["completed_at"] == e2[-1]["body"]["run"]["completed_at"]
     run = await assert_consistent(store, run_id)
     assert (run["status"], run["o_passed"], run["o_failed"], run["o_blocked"]) == ("completed", 1, 1, 1)
-    stored = await store.events.run_after(run_id, 0)
+    stored = await store.events.after(run_id, 0, 1000)
     assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
     assert [e["type"] for e in stored][-4:] == ["child.finished"] * 3 + ["run.finished"]
 
@@ -116,7 +118,7 @@ async def test_gseq_never_repeats_after_events_are_deleted(store: Store) -> None
     a, b = await store.children.claim(run_id, 2)
     first = await store.children.apply([], [done(a["id"], run_id)])
     top = first[-1]["gseq"]
-    await store.db.write(lambda conn: conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,)))
+    await db_of(store).write(lambda conn: conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,)))
     later = await store.children.apply([], [done(b["id"], run_id)])
     assert min(e["gseq"] for e in later) > top
 
@@ -124,12 +126,14 @@ async def test_gseq_never_repeats_after_events_are_deleted(store: Store) -> None
 async def test_requeue_interrupted_reopens_only_open_children(store: Store) -> None:
     run_id = await new_run(store, 4)
     c = await store.children.claim(run_id, 3)
-    await store.children.apply([(c[0]["id"], run_id, TS), (c[1]["id"], run_id, TS)], [done(c[0]["id"], run_id)])
+    starts = [ChildStart(c[0]["id"], run_id, TS), ChildStart(c[1]["id"], run_id, TS)]
+    await store.children.apply(starts, [done(c[0]["id"], run_id)])
     # now: 1 completed, 1 running, 1 queued, 1 pending
     assert await store.children.requeue_interrupted() == 2
     run = await assert_consistent(store, run_id)
     assert (run["c_pending"], run["c_queued"], run["c_running"], run["c_completed"]) == (3, 0, 0, 1)
-    attempts = await store.db.fetchall("SELECT id, attempt FROM children WHERE run_id = ? ORDER BY position", (run_id,))
+    attempts_sql = "SELECT id, attempt FROM children WHERE run_id = ? ORDER BY position"
+    attempts = await db_of(store).fetchall(attempts_sql, (run_id,))
     assert [r["attempt"] for r in attempts] == [0, 1, 1, 0]
 
 
@@ -137,7 +141,7 @@ async def test_requeue_interrupted_reopens_only_open_children(store: Store) -> N
 async def test_counts_equal_a_recount_after_any_sequence_of_operations(store: Store, seed: int) -> None:
     rng = random.Random(seed)
     runs = [await new_run(store, rng.randint(1, 40), run_id=f"wfevalrun_{seed}_{i}") for i in range(3)]
-    claimed: dict[str, list[dict[str, Any]]] = {r: [] for r in runs}
+    claimed: dict[str, list[ClaimedChild]] = {r: [] for r in runs}
     for _ in range(60):
         run_id = rng.choice(runs)
         op = rng.random()
@@ -145,7 +149,7 @@ async def test_counts_equal_a_recount_after_any_sequence_of_operations(store: St
             claimed[run_id] += await store.children.claim(run_id, rng.randint(1, 8))
         elif op < 0.9 and claimed[run_id]:
             sample = rng.sample(claimed[run_id], min(len(claimed[run_id]), rng.randint(1, 6)))
-            starts = [(c["id"], run_id, TS) for c in sample if rng.random() < 0.7]
+            starts = [ChildStart(c["id"], run_id, TS) for c in sample if rng.random() < 0.7]
             finishes = [
                 done(
                     c["id"],

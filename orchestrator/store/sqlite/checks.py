@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
+from orchestrator.store.sqlite.paging import page
 
 
 def _check(row: Row) -> Row:
     for col in ("source", "assertion", "latest", "latest_passing", "latest_failing"):
         row[col] = loads(row.pop(f"{col}_json"))
     return row
+
+
+def _get(conn: sqlite3.Connection, check_id: str, workflow_id: str | None = None, noun: str = "Eval") -> Row:
+    row = one(conn, "SELECT * FROM checks WHERE id = ?", (check_id,))
+    if row is None or (workflow_id and row["workflow_id"] != workflow_id):
+        raise NotFound(f"{noun} {check_id} not found", details={f"{noun.lower()}_id": check_id})
+    return _check(row)
 
 
 class CheckStore:
@@ -33,13 +42,16 @@ class CheckStore:
     ) -> Row:
         cid = new_id(prefix)
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            conn.execute(
                 "INSERT INTO checks(id, workflow_id, block_id, name, source_json, assertion_json, created_at,"
                 " updated_at) VALUES (?,?,?,?,?,?,?,?)",
                 (cid, workflow_id, block_id, name, dumps(source), dumps(assertion), ts, ts),
             )
-        return await self.get(cid)
+            return _get(conn, cid)
+
+        return await self.db.write(tx)
 
     async def get(self, check_id: str, workflow_id: str | None = None, *, noun: str = "Eval") -> Row:
         row = await self.db.fetchone("SELECT * FROM checks WHERE id = ?", (check_id,))
@@ -68,21 +80,26 @@ class CheckStore:
         return [_check(r) for r in rows]
 
     async def update(self, check_id: str, changes: dict[str, Any]) -> Row:
-        await self.get(check_id)
         sets: dict[str, Any] = {}
         if "name" in changes:
             sets["name"] = changes["name"]
         for col in ("source", "assertion"):
             if col in changes:
                 sets[f"{col}_json"] = dumps(changes[col])
-        if sets:
-            sets["updated_at"] = now_iso()
-            cols = ", ".join(f"{k} = ?" for k in sets)
-            async with self.db.transaction() as conn:
-                await conn.execute(f"UPDATE checks SET {cols} WHERE id = ?", (*sets.values(), check_id))
-        return await self.get(check_id)
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            _get(conn, check_id)
+            if sets:
+                cols = ", ".join(f"{k} = ?" for k in sets)
+                sql = f"UPDATE checks SET {cols}, updated_at = ? WHERE id = ?"
+                conn.execute(sql, (*sets.values(), now_iso(), check_id))
+            return _get(conn, check_id)
+
+        return await self.db.write(tx)
 
     async def delete(self, check_id: str, workflow_id: str | None = None, *, noun: str = "Eval") -> None:
-        await self.get(check_id, workflow_id, noun=noun)
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM checks WHERE id = ?", (check_id,))
+        def tx(conn: sqlite3.Connection) -> None:
+            _get(conn, check_id, workflow_id, noun)
+            conn.execute("DELETE FROM checks WHERE id = ?", (check_id,))
+
+        await self.db.write(tx)

@@ -1,57 +1,24 @@
 """Children of a run: claiming pages, group-committing starts and finishes, reading results.
 
-Counts are kept incrementally in the same transaction as each child change (never recounted
-per commit, which would be quadratic on big runs); `recount` exists for tests and recovery.
+Counts are kept incrementally in the same transaction as each child change (never recounted per
+commit, which would be quadratic on big runs), by core.lifecycle's rules; `recount` exists for tests
+and recovery.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.core.lifecycle import final_status, open_count
+from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.ids import now_iso
-from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild, FeedEvent, Page, PageRequest, Row
+from orchestrator.store.sqlite import state as runstate
+from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
-from orchestrator.store.sqlite.runs import STATE_COLS, TERMINAL, append_event, read_state, state_of
-
-
-@dataclass
-class ChildFinish:
-    child_id: str
-    run_id: str
-    status: str  # completed | error
-    verdict: str | None = None
-    score: float | None = None
-    error: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    artifact: dict[str, Any] | None = None  # {"id", "operation", "body"}
-    started_at: str | None = None
-    completed_at: str | None = None
-    check_id: str | None = None
-    check_summary: dict[str, Any] | None = None  # latest_run_summary for the saved eval/test
-    attempt: int = 0
-    stats: dict[str, int] = field(default_factory=dict)  # per-pass counters to add to the run
-
-
-_RUN_UPDATE_COLS = (
-    "status",
-    "started_at",
-    "completed_at",
-    "score",
-    "c_queued",
-    "c_running",
-    "c_completed",
-    "c_error",
-    "o_passed",
-    "o_failed",
-    "o_blocked",
-    "score_sum",
-)
+from orchestrator.store.sqlite.paging import page
 
 
 def decode_child(row: Row) -> Row:
@@ -65,31 +32,48 @@ class ChildStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, run_id: str, limit: int) -> list[Row]:
+    async def claim(self, run_id: str, limit: int) -> list[ClaimedChild]:
         """Move up to `limit` pending children to queued (one transaction) and return them in order,
         decoded, each with the current assertion of its saved check (`assertion`, None without one)."""
-        return await self.db.write(lambda conn: _claim(conn, run_id, limit))
 
-    async def start_run(self, run_id: str, limit: int) -> tuple[Row, dict[str, Any] | None, list[Row]]:
-        """A run starting: pending → queued and its first page claimed, in ONE transaction (one wait
-        for the writer instead of two when the runner is busy). Returns the run state after, the
-        `progress` event when the status changed, and the claimed children (none if terminal)."""
-
-        def tx(conn: sqlite3.Connection) -> tuple[Row, dict[str, Any] | None, list[Row]]:
-            event = None
-            if conn.execute(
-                "UPDATE runs SET status = 'queued' WHERE id = ? AND status = 'pending'", (run_id,)
-            ).rowcount:
-                event = append_event(conn, run_id, "progress", {"run": read_state(conn, run_id)})
-            state = read_state(conn, run_id)
-            if state["status"] in TERMINAL:
-                return state, event, []
+        def tx(conn: sqlite3.Connection) -> list[ClaimedChild]:
+            st = runstate.load(conn, run_id)
+            if st is None or st["status"] in lifecycle.TERMINAL:
+                return []
             rows = _claim(conn, run_id, limit)
-            return (read_state(conn, run_id) if rows else state), event, rows
+            if rows:
+                lifecycle.claim(st, len(rows))
+                runstate.save(conn, run_id, st)
+            return rows
 
         return await self.db.write(tx)
 
-    async def apply(self, starts: list[tuple[str, str, str]], finishes: list[ChildFinish]) -> list[dict[str, Any]]:
+    async def start_run(
+        self, run_id: str, limit: int
+    ) -> tuple[dict[str, Any], FeedEvent | None, list[ClaimedChild]]:
+        """A run starting: pending → queued and its first page claimed, in ONE transaction (one wait
+        for the writer instead of two when the runner is busy). Returns the run state after, the
+        `progress` event when the status changed, and the claimed children (none if terminal)."""
+        ts = now_iso()
+
+        def tx(
+            conn: sqlite3.Connection,
+        ) -> tuple[tuple[dict[str, Any], FeedEvent | None, list[ClaimedChild]], list[FeedEvent]]:
+            st = runstate.require(conn, run_id)
+            log = runstate.EventLog(conn, ts)
+            if lifecycle.queue(st):
+                log.add(run_id, st, "progress")
+            rows: list[ClaimedChild] = []
+            if st["status"] not in lifecycle.TERMINAL:
+                rows = _claim(conn, run_id, limit)
+                lifecycle.claim(st, len(rows))
+            runstate.save(conn, run_id, st)
+            events = log.flush()
+            return (runstate.public(st), events[0] if events else None, rows), events
+
+        return await self.db.commit(tx)
+
+    async def apply(self, starts: list[ChildStart], finishes: list[ChildFinish]) -> list[FeedEvent]:
         """Group commit: children started and finished since the last batch, in ONE transaction.
 
         A start applies only to a queued child and a finish only to an open (queued/running) one: a
@@ -101,20 +85,23 @@ class ChildStore:
         """
         if not starts and not finishes:
             return []
-        return await self.db.write(lambda conn: _apply(conn, starts, finishes, now_iso()))
+        ts = now_iso()
+        return await self.db.commit(lambda conn: _apply(conn, starts, finishes, ts))
 
     async def requeue_interrupted(self) -> int:
         """At start-up: children claimed or running when the process died go back to pending."""
 
         def tx(conn: sqlite3.Connection) -> int:
+            open_runs = conn.execute("SELECT id FROM runs WHERE status IN ('pending','queued','running')")
+            open_ids = [r["id"] for r in open_runs]
             n = conn.execute(
                 "UPDATE children SET status = 'pending', started_at = NULL, attempt = attempt + 1"
                 " WHERE status IN ('queued','running')"
             ).rowcount
-            conn.execute(
-                "UPDATE runs SET c_pending = c_pending + c_queued + c_running, c_queued = 0, c_running = 0"
-                " WHERE status IN ('pending','queued','running')"
-            )
+            for run_id in open_ids:
+                st = runstate.require(conn, run_id)
+                lifecycle.release(st, int(st["c_queued"]), int(st["c_running"]))
+                runstate.save(conn, run_id, st)
             return int(n)
 
         return await self.db.write(tx)
@@ -203,8 +190,9 @@ class ChildStore:
         return p
 
 
-def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[Row]:
-    # The page travels as one JSON row: see store/db.py for why rows are not stepped one by one.
+def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[ClaimedChild]:
+    """pending → queued for up to `limit` children, in position order; the caller updates the counts."""
+    # The page travels as one JSON row: see db.py for why rows are not stepped one by one.
     picked = conn.execute(
         "SELECT json_group_array(id) AS ids, count(*) AS n FROM (SELECT id FROM children"
         " WHERE run_id = ? AND status = 'pending' ORDER BY position LIMIT ?)",
@@ -213,9 +201,6 @@ def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[Row]:
     if not picked["n"]:
         return []
     conn.execute("UPDATE children SET status = 'queued' WHERE id IN (SELECT value FROM json_each(?))", (picked["ids"],))
-    conn.execute(
-        "UPDATE runs SET c_pending = c_pending - ?1, c_queued = c_queued + ?1 WHERE id = ?2", (picked["n"], run_id)
-    )
     page = conn.execute(
         "SELECT json_group_array(json_object('id', c.id, 'run_id', c.run_id, 'position', c.position,"
         " 'check_id', c.check_id, 'document_id', c.document_id, 'block_id', c.block_id,"
@@ -225,7 +210,7 @@ def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[Row]:
         " WHERE c.id IN (SELECT value FROM json_each(?))",
         (picked["ids"],),
     ).fetchone()
-    rows: list[Row] = loads(page["page"])
+    rows: list[ClaimedChild] = loads(page["page"])
     rows.sort(key=lambda r: r["position"])
     for r in rows:
         r["handle_inputs"] = r["handle_inputs"] or {}
@@ -233,66 +218,43 @@ def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[Row]:
 
 
 def _apply(
-    conn: sqlite3.Connection, starts: list[tuple[str, str, str]], finishes: list[ChildFinish], ts_now: str
-) -> list[dict[str, Any]]:
-    ids = dumps([s[0] for s in starts] + [f.child_id for f in finishes])
+    conn: sqlite3.Connection, starts: list[ChildStart], finishes: list[ChildFinish], ts_now: str
+) -> tuple[list[FeedEvent], list[FeedEvent]]:
+    ids = dumps([s.child_id for s in starts] + [f.child_id for f in finishes])
     found = conn.execute(
         "SELECT json_group_object(id, status) AS s FROM children WHERE id IN (SELECT value FROM json_each(?))", (ids,)
     ).fetchone()
     status: dict[str, str] = loads(found["s"], {})
     states: dict[str, dict[str, Any]] = {}
-    for rid in sorted({s[1] for s in starts} | {f.run_id for f in finishes}):
-        row = conn.execute(f"SELECT {STATE_COLS}, score_sum, kind FROM runs WHERE id = ?", (rid,)).fetchone()
-        if row is not None:
-            row["error"] = loads(row.pop("error_json"))
-            row["stats"] = loads(row.pop("stats_json"), {})
-            states[rid] = row
+    for rid in sorted({s.run_id for s in starts} | {f.run_id for f in finishes}):
+        st = runstate.load(conn, rid)
+        if st is not None:
+            states[rid] = st
     start_rows: list[tuple[Any, ...]] = []
     started: set[str] = set()
-    for child_id, run_id, ts in starts:
-        st = states.get(run_id)
-        if st is None or status.get(child_id) != "queued":
+    for s in starts:
+        st = states.get(s.run_id)
+        if st is None or not lifecycle.can_start(status.get(s.child_id)):
             continue
-        status[child_id] = "running"
-        start_rows.append((ts, child_id))
-        started.add(run_id)
-        st["c_queued"] -= 1
-        st["c_running"] += 1
-        if st["status"] in ("pending", "queued"):
-            st["status"] = "running"
-        st["started_at"] = st["started_at"] or ts
-    gseq = _last_gseq(conn)
+        status[s.child_id] = "running"
+        start_rows.append((s.started_at, s.child_id))
+        started.add(s.run_id)
+        lifecycle.start(st, s.started_at)
+    log = runstate.EventLog(conn, ts_now)
     finish_rows: list[tuple[Any, ...]] = []
     artifact_rows: list[tuple[Any, ...]] = []
     summary_rows: list[tuple[Any, ...]] = []
-    event_rows: list[tuple[Any, ...]] = []
-    events: list[dict[str, Any]] = []
     finished: set[str] = set()
-
-    def event(run_id: str, type_: str, body: dict[str, Any], child_id: str | None) -> None:
-        nonlocal gseq
-        st = states[run_id]
-        st["last_seq"] += 1
-        gseq += 1
-        event_rows.append((gseq, run_id, st["last_seq"], type_, child_id, dumps(body), ts_now))
-        events.append({"gseq": gseq, "run_id": run_id, "seq": st["last_seq"], "type": type_, "body": body})
-
     for f in finishes:
         st = states.get(f.run_id)
         old = status.get(f.child_id)
-        if st is None or old not in ("queued", "running"):
+        if st is None or old is None or not lifecycle.can_finish(old, f.status):
             continue
         status[f.child_id] = f.status
         finished.add(f.run_id)
         finish_rows.append(_finish_row(f))
-        st["c_running" if old == "running" else "c_queued"] -= 1
-        st[f"c_{f.status}"] += 1
-        if f.status == "completed" and f.verdict in ("passed", "failed", "blocked"):
-            st[f"o_{f.verdict}"] += 1
-        if f.status == "completed" and f.score is not None:
-            st["score_sum"] += float(f.score)
-        for k, v in f.stats.items():
-            st["stats"][k] = int(st["stats"].get(k, 0)) + int(v)
+        lifecycle.finish(st, old, f.status, f.verdict, f.score)
+        lifecycle.add_stats(st, f.stats)
         if f.artifact:
             a = f.artifact
             artifact_rows.append((a["id"], f.run_id, f.child_id, a["operation"], dumps(a["body"]), f.completed_at))
@@ -306,47 +268,25 @@ def _apply(
             "check_id": f.check_id,
             "error": f.error,
         }
-        event(f.run_id, "child.finished", {"run": state_of(st), "child": child}, f.child_id)
+        log.add(f.run_id, st, "child.finished", child)
     for rid in sorted(started - finished):
-        event(rid, "progress", {"run": state_of(states[rid])}, None)
+        log.add(rid, states[rid], "progress")
     for rid in sorted(finished):
         # The last child's commit also ends the run: no window where every child is done but the
         # run still says running, and no extra transaction.
-        st = states[rid]
-        if st["status"] in ("completed", "error", "cancelled") or open_count(st):
-            continue
-        st["status"], st["error"] = final_status(st["kind"], st)
-        st["completed_at"] = ts_now
-        if st["kind"] == "experiment" and st["c_completed"]:
-            st["score"] = st["score_sum"] / st["c_completed"]
-        event(rid, "run.finished", {"run": state_of(st)}, None)
+        if lifecycle.close_if_done(states[rid]["kind"], states[rid], ts_now):
+            log.add(rid, states[rid], "run.finished")
     for sql, rows in (
         (_START_SQL, start_rows),
         (_FINISH_SQL, finish_rows),
         (_ARTIFACT_SQL, artifact_rows),
         (_SUMMARY_SQL, summary_rows),
-        (_EVENT_SQL, event_rows),
     ):
         if rows:
             conn.execute(sql, (dumps(rows),))
-    changed = sorted(started | finished)
-    if changed:
-        conn.executemany(
-            "UPDATE runs SET status = ?, started_at = ?, completed_at = ?, score = ?, c_queued = ?, c_running = ?,"
-            " c_completed = ?, c_error = ?, o_passed = ?, o_failed = ?, o_blocked = ?, score_sum = ?,"
-            " error_json = ?, stats_json = ?, last_seq = ? WHERE id = ?",
-            [
-                (
-                    *(states[rid][k] for k in _RUN_UPDATE_COLS),
-                    dumps(states[rid]["error"]),
-                    dumps(states[rid]["stats"]),
-                    states[rid]["last_seq"],
-                    rid,
-                )
-                for rid in changed
-            ],
-        )
-    return events
+    events = log.flush()
+    runstate.save_many(conn, {rid: states[rid] for rid in sorted(started | finished)})
+    return events, events
 
 
 # Each statement takes its rows as ONE JSON array parameter, expanded by json_each.
@@ -370,10 +310,6 @@ _SUMMARY_SQL = (
     " latest_failing_json = CASE WHEN j.value ->> 1 = 'failed' THEN j.value ->> 0 ELSE latest_failing_json END"
     f" {_J} WHERE checks.id = j.value ->> 2"
 )
-_EVENT_SQL = (
-    "INSERT INTO events(gseq, run_id, seq, type, child_id, body_json, created_at) SELECT j.value ->> 0,"
-    f" j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6 {_J}"
-)
 
 
 def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
@@ -389,13 +325,3 @@ def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
         f.attempt,
         f.child_id,
     )
-
-
-def _last_gseq(conn: sqlite3.Connection) -> int:
-    """The highest gseq ever handed out: AUTOINCREMENT's counter survives deleted events, so a
-    feed cursor never sees a number twice even after a run's events were deleted."""
-    row = conn.execute(
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
-        " coalesce((SELECT max(gseq) FROM events), 0)) AS g"
-    ).fetchone()
-    return int(row["g"]) if row else 0

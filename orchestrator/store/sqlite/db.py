@@ -1,24 +1,24 @@
-"""The SQLite connections: writes (all serialised by one lock) and one reader.
+"""The SQLite connections: one writer (all writes serialised), one reader, and the broker hook.
 
-WAL lets the reader see committed state without blocking the writer. Every write runs
-under a shield so a cancelled caller never leaves a transaction half-applied.
+WAL lets the reader see committed state without blocking the writer. One write style: a whole
+transaction is ONE call of a sync function on a stdlib connection in the database thread, under one
+lock, shielded so a cancelled caller never leaves a transaction half-applied. Statements are
+set-based (json_each) so a transaction's cost does not grow with Python round trips: under load each
+thread hop waits for the busy event loop, and CPython's sqlite3 releases and re-takes the GIL on every
+row stepped, so a 500-row executemany or a 256-row RETURNING costs hundreds of GIL hand-offs from a
+thread that competes with the loop (measured: a 400-child group commit took ~0.7 s that way).
 
-Two ways to write, behind the same lock so they never overlap:
-- `transaction()`: an aiosqlite connection, one thread hop per statement. Fine for the API's writes.
-- `write(fn)`: a whole transaction as ONE call of a sync function on a stdlib connection in a
-  database thread. The runner's hot writes use it, with set-based statements (json_each) whose
-  cost does not grow with the number of Python round trips. Under load each hop waits for the
-  busy event loop, and CPython's sqlite3 releases and re-takes the GIL on every row stepped: a
-  500-row executemany or a 256-row RETURNING then costs hundreds of GIL hand-offs from a thread
-  that competes with the loop (measured: a 400-child group commit took ~0.7 s this way).
+Persist, then publish: `commit(fn)` runs the transaction and hands the feed events it produced to the
+broker only once it has committed, so no caller can forget to publish or publish uncommitted state.
+Reads go through aiosqlite on the reader connection, one hop per query.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,9 +29,10 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from orchestrator.errors import StoreError
+from orchestrator.store.records import Broker, FeedEvent
+from orchestrator.store.records import Row as Row  # re-exported while callers move to orchestrator.store
 
 log = logging.getLogger("orchestrator.store")
-Row = dict[str, Any]
 T = TypeVar("T")
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -42,9 +43,10 @@ PRAGMAS = (
     "PRAGMA cache_size=-32000",
 )
 Params = Sequence[Any] | dict[str, Any]
+Tx = Callable[[sqlite3.Connection], T]
 
 
-def _migrations() -> list[tuple[int, str]]:
+def migrations() -> list[tuple[int, str]]:
     folder = resources.files("orchestrator.store.sqlite") / "migrations"
     found = []
     for entry in folder.iterdir():
@@ -58,10 +60,17 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
+class NullBroker:
+    """No subscribers (tools, tests, a worker without a feed)."""
+
+    def publish(self, events: Sequence[FeedEvent]) -> None:
+        return None
+
+
 class Database:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, broker: Broker | None = None) -> None:
         self.path = path
-        self._writer: aiosqlite.Connection | None = None
+        self.broker: Broker = broker or NullBroker()
         self._reader: aiosqlite.Connection | None = None
         self._sync: sqlite3.Connection | None = None
         self._sync_thread = anyio.CapacityLimiter(1)
@@ -70,23 +79,17 @@ class Database:
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        try:
-            await self._migrate(self._writer)
-        except BaseException:
-            # An open aiosqlite connection keeps a non-daemon thread alive: close it or the process hangs.
-            await self._writer.close()
-            self._writer = None
-            raise
-        self._reader = await self._connect()
         self._sync = await anyio.to_thread.run_sync(self._connect_sync, limiter=self._sync_thread)
-
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = _dict_row
+        try:
+            await anyio.to_thread.run_sync(self._migrate, self._sync, limiter=self._sync_thread)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            raise
+        self._reader.row_factory = _dict_row
         for pragma in PRAGMAS:
-            await conn.execute(pragma)
-        return conn
+            await self._reader.execute(pragma)
 
     def _connect_sync(self) -> sqlite3.Connection:
         # Used from one thread at a time (the limiter of 1 and the write lock), not always the same one.
@@ -96,57 +99,42 @@ class Database:
             conn.execute(pragma)
         return conn
 
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        migrations = _migrations()
-        latest = migrations[-1][0] if migrations else 0
-        async with conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        current = int(row["user_version"]) if row else 0
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        found = migrations()
+        latest = found[-1][0] if found else 0
+        current = int(conn.execute("PRAGMA user_version").fetchone()["user_version"])
         if current > latest:
             raise StoreError(
                 f"The database {self.path} was written by a newer orchestrator (schema {current}; "
                 f"this version knows up to {latest}). Upgrade orchestrator or point --db at another file.",
                 code="schema_too_new",
             )
-        for number, sql in migrations:
+        for number, sql in found:
             if number <= current:
                 continue
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await self._run_script(conn, sql)
-                await conn.execute(f"PRAGMA user_version={number}")
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
 
-    @staticmethod
-    async def _run_script(conn: aiosqlite.Connection, sql: str) -> None:
-        # executescript() would COMMIT first; split on statements to stay inside our transaction.
-        for statement in _split_sql(sql):
-            await conn.execute(statement)
+            def step(c: sqlite3.Connection, sql: str = sql, number: int = number) -> None:
+                # executescript() would COMMIT first; split on statements to stay inside one transaction.
+                for statement in split_sql(sql):
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version={number}")
+
+            _in_transaction(conn, step)
 
     async def close(self) -> None:
         """Drain, then close. The lock is FIFO: the write in flight and every write already waiting
         behind it complete first; a write that arrives later fails with "database is closed"."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
-                conns, self._reader, self._writer = (self._reader, self._writer), None, None
+                reader, self._reader = self._reader, None
                 sync, self._sync = self._sync, None
-                for conn in conns:
-                    if conn is not None:
-                        try:
-                            await conn.close()
-                        except Exception:  # still close the others
-                            log.exception("closing %s failed", self.path)
+                if reader is not None:
+                    try:
+                        await reader.close()
+                    except Exception:  # still close the writer
+                        log.exception("closing %s failed", self.path)
                 if sync is not None:
                     await anyio.to_thread.run_sync(sync.close, limiter=self._sync_thread)
-
-    @property
-    def writer(self) -> aiosqlite.Connection:
-        if self._writer is None:
-            raise StoreError("database is closed")
-        return self._writer
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -154,37 +142,30 @@ class Database:
             raise StoreError("database is closed")
         return self._reader
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One store method = one transaction. Shielded: commit or rollback always completes, and a
-        cancelled caller never leaves a half-applied write; the cancellation is delivered right
-        after. Bodies only await the database, so the lock is always released in bounded time (no
-        deadlock at shutdown)."""
-        with anyio.CancelScope(shield=True):
-            async with self._lock:
-                conn = self.writer
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    # Also when COMMIT itself failed: never leave the writer inside a transaction.
-                    with suppress(Exception):
-                        await conn.execute("ROLLBACK")
-                    raise
-        # The write is done: now let a cancellation that arrived meanwhile through. Without this
-        # checkpoint a caller looping over writes would never notice it was cancelled.
-        await anyio.lowlevel.checkpoint_if_cancelled()
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` as one transaction in the database thread, in one hop; shielded like
-        `transaction()`, and serialised with it by the same lock. `fn` must not touch the loop."""
+    async def write(self, fn: Tx[T]) -> T:
+        """Run `fn(conn)` as one transaction in the database thread, in one hop. Shielded: commit or
+        rollback always completes, and a cancelled caller never leaves a half-applied write; the
+        cancellation is delivered right after. `fn` must not touch the event loop."""
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 conn = self._sync
                 if conn is None:
                     raise StoreError("database is closed")
                 result = await anyio.to_thread.run_sync(_in_transaction, conn, fn, limiter=self._sync_thread)
+        # The write is done: now let a cancellation that arrived meanwhile through. Without this
+        # checkpoint a caller looping over writes would never notice it was cancelled.
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
+
+    async def commit(self, fn: Tx[tuple[T, list[FeedEvent]]]) -> T:
+        """`write(fn)` for a transaction that produces feed events: they reach the broker once committed."""
+        with anyio.CancelScope(shield=True):  # a cancelled caller must not skip the publish
+            result, events = await self.write(fn)
+            if events:
+                try:
+                    self.broker.publish(events)
+                except Exception:  # the feed must never fail a write; subscribers resync from the store
+                    log.exception("publishing %d event(s) failed", len(events))
         await anyio.lowlevel.checkpoint_if_cancelled()
         return result
 
@@ -207,19 +188,25 @@ class Database:
         return next(iter(row.values()))
 
 
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+def _in_transaction(conn: sqlite3.Connection, fn: Tx[T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn)
         conn.execute("COMMIT")
     except BaseException:
+        # Also when COMMIT itself failed: never leave the writer inside a transaction.
         with suppress(Exception):
             conn.execute("ROLLBACK")
         raise
     return result
 
 
-def _split_sql(sql: str) -> list[str]:
+def one(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Row | None:
+    row: Row | None = conn.execute(sql, params).fetchone()
+    return row
+
+
+def split_sql(sql: str) -> list[str]:
     statements, buf = [], []
     for line in sql.splitlines():
         stripped = line.strip()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from orchestrator.errors import NotFound
 from orchestrator.ids import fingerprint, new_id, now_iso
-from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
+from orchestrator.store.sqlite.paging import page
 
 
 def document_filename(handle_inputs: dict[str, Any], position: int) -> str:
@@ -24,6 +26,35 @@ def documents_fingerprint(documents: list[dict[str, Any]]) -> str:
     return fingerprint([d.get("handle_inputs", {}) for d in documents])
 
 
+def _get(conn: sqlite3.Connection, experiment_id: str) -> Row:
+    row = one(conn, "SELECT * FROM experiments WHERE id = ?", (experiment_id,))
+    if row is None:
+        raise NotFound(f"Experiment {experiment_id} not found", details={"experiment_id": experiment_id})
+    return row
+
+
+def _insert_documents(conn: sqlite3.Connection, experiment_id: str, documents: list[dict[str, Any]]) -> None:
+    # One statement over a JSON array, whatever the number of documents (see db.py).
+    rows = dumps(
+        [
+            [
+                new_id("expdoc"),
+                i,
+                document_filename(d.get("handle_inputs", {}), i),
+                dumps(d.get("handle_inputs", {})),
+                dumps(d.get("provenance")),
+            ]
+            for i, d in enumerate(documents)
+        ]
+    )
+    conn.execute(
+        "INSERT INTO experiment_documents(id, experiment_id, position, filename, handle_inputs_json,"
+        " provenance_json) SELECT j.value ->> 0, ?, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4"
+        " FROM json_each(?) AS j",
+        (experiment_id, rows),
+    )
+
+
 class ExperimentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -33,41 +64,18 @@ class ExperimentStore:
     ) -> Row:
         eid = new_id("exp")
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        dfp = documents_fingerprint(documents)
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            conn.execute(
                 "INSERT INTO experiments(id, workflow_id, block_id, name, n_consensus, document_count,"
                 " documents_fingerprint, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    eid,
-                    workflow_id,
-                    block_id,
-                    name,
-                    n_consensus,
-                    len(documents),
-                    documents_fingerprint(documents),
-                    ts,
-                    ts,
-                ),
+                (eid, workflow_id, block_id, name, n_consensus, len(documents), dfp, ts, ts),
             )
-            await self._insert_documents(conn, eid, documents)
-        return await self.get(eid)
+            _insert_documents(conn, eid, documents)
+            return _get(conn, eid)
 
-    async def _insert_documents(self, conn: Any, experiment_id: str, documents: list[dict[str, Any]]) -> None:
-        await conn.executemany(
-            "INSERT INTO experiment_documents(id, experiment_id, position, filename, handle_inputs_json,"
-            " provenance_json) VALUES (?,?,?,?,?,?)",
-            [
-                (
-                    new_id("expdoc"),
-                    experiment_id,
-                    i,
-                    document_filename(d.get("handle_inputs", {}), i),
-                    dumps(d.get("handle_inputs", {})),
-                    dumps(d.get("provenance")),
-                )
-                for i, d in enumerate(documents)
-            ],
-        )
+        return await self.db.write(tx)
 
     async def get(self, experiment_id: str) -> Row:
         row = await self.db.fetchone("SELECT * FROM experiments WHERE id = ?", (experiment_id,))
@@ -85,7 +93,6 @@ class ExperimentStore:
     async def update(
         self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: list[dict[str, Any]] | None
     ) -> Row:
-        await self.get(experiment_id)
         sets: dict[str, Any] = {}
         if name is not None:
             sets["name"] = name
@@ -94,24 +101,30 @@ class ExperimentStore:
         if documents is not None:
             sets["document_count"] = len(documents)
             sets["documents_fingerprint"] = documents_fingerprint(documents)
-        if not sets:
-            return await self.get(experiment_id)  # an empty update changes nothing, not even updated_at
-        sets["updated_at"] = now_iso()
-        cols = ", ".join(f"{k} = ?" for k in sets)
-        async with self.db.transaction() as conn:
-            await conn.execute(f"UPDATE experiments SET {cols} WHERE id = ?", (*sets.values(), experiment_id))
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            _get(conn, experiment_id)
+            if not sets:
+                return _get(conn, experiment_id)  # an empty update changes nothing, not even updated_at
+            cols = ", ".join(f"{k} = ?" for k in sets)
+            sql = f"UPDATE experiments SET {cols}, updated_at = ? WHERE id = ?"
+            conn.execute(sql, (*sets.values(), now_iso(), experiment_id))
             if documents is not None:
-                await conn.execute("DELETE FROM experiment_documents WHERE experiment_id = ?", (experiment_id,))
-                await self._insert_documents(conn, experiment_id, documents)
-        return await self.get(experiment_id)
+                conn.execute("DELETE FROM experiment_documents WHERE experiment_id = ?", (experiment_id,))
+                _insert_documents(conn, experiment_id, documents)
+            return _get(conn, experiment_id)
+
+        return await self.db.write(tx)
 
     async def delete(self, experiment_id: str) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE experiment_id = ?)", (experiment_id,)
             )
-            await conn.execute("DELETE FROM runs WHERE experiment_id = ?", (experiment_id,))
-            await conn.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+            conn.execute("DELETE FROM runs WHERE experiment_id = ?", (experiment_id,))
+            conn.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+
+        await self.db.write(tx)
 
     async def documents(self, experiment_id: str) -> list[Row]:
         rows = await self.db.fetchall(
@@ -128,6 +141,3 @@ class ExperimentStore:
             raise NotFound(f"Document {document_id} not found", details={"document_id": document_id})
         row["handle_inputs"] = loads(row.pop("handle_inputs_json"), {})
         return row
-
-    async def set_last_run(self, conn: Any, experiment_id: str, run_id: str) -> None:
-        await conn.execute("UPDATE experiments SET last_run_id = ? WHERE id = ?", (run_id, experiment_id))

@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from datetime import timedelta
+
+import anyio.to_thread
 
 from orchestrator.errors import Gone, NotFound, Unprocessable
 from orchestrator.ids import iso, new_id, now, now_iso, parse_iso
-from orchestrator.store.sqlite.db import Database, Row
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
+from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.sqlite.db import Database, one
+from orchestrator.store.sqlite.paging import page
 
 _META = "n, id, filename, mime_type, size_bytes, sha256, status, expires_at, page_count, created_at, updated_at"
+
+
+def _get(conn: sqlite3.Connection, file_id: str, *, include_pending: bool = False) -> Row:
+    row = one(conn, f"SELECT {_META} FROM files WHERE id = ?", (file_id,))
+    if row is None or (row["status"] != "complete" and not include_pending):
+        raise NotFound(f"File {file_id} not found", details={"file_id": file_id})
+    return row
+
+
+def _check_open(row: Row) -> None:
+    if row["status"] != "complete" and parse_iso(row["expires_at"]) < now():
+        raise Gone(
+            f"Upload session {row['id']} has expired",
+            code="upload_expired",
+            details={"file_id": row["id"], "expires_at": row["expires_at"]},
+        )
 
 
 class FileStore:
@@ -23,13 +43,16 @@ class FileStore:
         fid = new_id("file")
         ts = now_iso()
         expires = iso(now() + timedelta(seconds=ttl_s))
-        async with self.db.transaction() as conn:
-            await conn.execute(
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            conn.execute(
                 "INSERT INTO files(id, filename, mime_type, size_bytes, sha256, status, expires_at, created_at,"
                 " updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (fid, filename, mime_type, size_bytes, sha256, "pending", expires, ts, ts),
             )
-        return await self.get(fid, include_pending=True)
+            return _get(conn, fid, include_pending=True)
+
+        return await self.db.write(tx)
 
     async def get(self, file_id: str, *, include_pending: bool = False) -> Row:
         row = await self.db.fetchone(f"SELECT {_META} FROM files WHERE id = ?", (file_id,))
@@ -37,31 +60,27 @@ class FileStore:
             raise NotFound(f"File {file_id} not found", details={"file_id": file_id})
         return row
 
-    def _check_open(self, row: Row) -> None:
-        if row["status"] != "complete" and parse_iso(row["expires_at"]) < now():
-            raise Gone(
-                f"Upload session {row['id']} has expired",
-                code="upload_expired",
-                details={"file_id": row["id"], "expires_at": row["expires_at"]},
-            )
-
     async def put_bytes(self, file_id: str, data: bytes) -> Row:
-        row = await self.get(file_id, include_pending=True)
-        self._check_open(row)
-        if row["status"] == "complete":
-            raise Unprocessable("This upload is already complete", code="upload_complete", details={"file_id": file_id})
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> Row:
+            row = _get(conn, file_id, include_pending=True)
+            _check_open(row)
+            if row["status"] == "complete":
+                raise Unprocessable(
+                    "This upload is already complete", code="upload_complete", details={"file_id": file_id}
+                )
+            conn.execute(
                 "UPDATE files SET data = ?, status = 'uploaded', updated_at = ? WHERE id = ?",
                 (data, now_iso(), file_id),
             )
-        return await self.get(file_id, include_pending=True)
+            return _get(conn, file_id, include_pending=True)
+
+        return await self.db.write(tx)
 
     async def complete(self, file_id: str, sha256: str | None, page_count: int | None = None) -> Row:
         row = await self.get(file_id, include_pending=True)
         if row["status"] == "complete":
             return row
-        self._check_open(row)
+        _check_open(row)
         data = await self.data(file_id, include_pending=True)
         if data is None:
             raise Unprocessable(
@@ -73,7 +92,8 @@ class FileStore:
                 code="size_mismatch",
                 details={"expected": row["size_bytes"], "received": len(data)},
             )
-        digest = hashlib.sha256(data).hexdigest()
+        # Up to max_body_bytes of hashing: off the event loop and outside the write lock.
+        digest = await anyio.to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
         for want in (row["sha256"], sha256):
             if want and want.lower() != digest:
                 raise Unprocessable(
@@ -81,12 +101,24 @@ class FileStore:
                     code="checksum_mismatch",
                     details={"expected": want, "received": digest},
                 )
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE files SET status = 'complete', sha256 = ?, page_count = ?, updated_at = ? WHERE id = ?",
-                (digest, page_count, now_iso(), file_id),
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            # Only the bytes that were hashed: a PUT that replaced them meanwhile leaves the upload open.
+            conn.execute(
+                "UPDATE files SET status = 'complete', sha256 = ?, page_count = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'uploaded' AND updated_at = ?",
+                (digest, page_count, now_iso(), file_id, row["updated_at"]),
             )
-        return await self.get(file_id)
+            return _get(conn, file_id, include_pending=True)
+
+        done = await self.db.write(tx)
+        if done["status"] != "complete":
+            raise Unprocessable(
+                "The bytes changed while the upload was being completed; complete it again",
+                code="upload_changed",
+                details={"file_id": file_id},
+            )
+        return done
 
     async def data(self, file_id: str, *, include_pending: bool = False) -> bytes | None:
         row = await self.db.fetchone("SELECT data, status FROM files WHERE id = ?", (file_id,))
@@ -99,13 +131,17 @@ class FileStore:
         """Store bytes in one step (demo data, imports)."""
         fid = new_id("file")
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        digest = hashlib.sha256(data).hexdigest()
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            conn.execute(
                 "INSERT INTO files(id, filename, mime_type, size_bytes, sha256, status, expires_at, data,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (fid, filename, mime_type, len(data), hashlib.sha256(data).hexdigest(), "complete", ts, data, ts, ts),
+                (fid, filename, mime_type, len(data), digest, "complete", ts, data, ts, ts),
             )
-        return await self.get(fid)
+            return _get(conn, fid)
+
+        return await self.db.write(tx)
 
     async def list_page(
         self,

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from orchestrator.errors import BadRequest
-from orchestrator.store.sqlite.db import Database, Row
-
-Order = Literal["asc", "desc"]
-
-
-@dataclass
-class PageRequest:
-    limit: int = 50
-    order: Order = "desc"
-    before: str | None = None
-    after: str | None = None
-
-
-@dataclass
-class Page:
-    rows: list[Row]
-    before: str | None
-    after: str | None
+from orchestrator.store.records import Page as Page  # re-exported while callers move to orchestrator.store
+from orchestrator.store.records import PageRequest as PageRequest
+from orchestrator.store.sqlite.db import Database
 
 
 async def page(

@@ -1,4 +1,4 @@
-"""Runs: creation with every child in one transaction, lifecycle writes, listing, cancellation."""
+"""Runs: creation with every child in one transaction, ending and cancelling, listing."""
 
 from __future__ import annotations
 
@@ -6,20 +6,17 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.core.lifecycle import final_status, open_count
+from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.records import FeedEvent, Page, PageRequest, Row
+from orchestrator.store.sqlite import state as runstate
+from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
+from orchestrator.store.sqlite.paging import page
 
-TERMINAL = ("completed", "error", "cancelled")
-OPEN = ("pending", "queued", "running")
-STATE_COLS = (
-    "status, total, c_pending, c_queued, c_running, c_completed, c_error, c_cancelled, o_passed, o_failed,"
-    " o_blocked, score, started_at, completed_at, error_json, cancel_reason, stats_json, last_seq"
-)
 RESULT_PREFIX = {"eval": "wfresult", "test": "wftestresult", "experiment": "expresult"}
+NOUN = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}
 
 
 def decode_run(row: Row) -> Row:
@@ -30,62 +27,13 @@ def decode_run(row: Row) -> Row:
     return row
 
 
-def state_of(row: Row) -> dict[str, Any]:
-    """The mutable part of a run, as carried by every feed event."""
-    keys = (
-        "status",
-        "total",
-        "c_pending",
-        "c_queued",
-        "c_running",
-        "c_completed",
-        "c_error",
-        "c_cancelled",
-        "o_passed",
-        "o_failed",
-        "o_blocked",
-        "score",
-        "started_at",
-        "completed_at",
-        "error",
-        "cancel_reason",
-        "stats",
-    )
-    state = {k: row.get(k) for k in keys}
-    # A copy: the committer keeps adding to the run's stats after this event was built.
-    state["stats"] = dict(state["stats"] or {})
-    return state
-
-
-def append_event(
-    conn: sqlite3.Connection, run_id: str, type_: str, body: dict[str, Any], child_id: str | None = None
-) -> dict[str, Any]:
-    """Next per-run seq + a row in `events`, inside the caller's (sync) transaction."""
-    row = conn.execute("UPDATE runs SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq", (run_id,)).fetchone()
-    seq = int(row["last_seq"]) if row else 0
-    grow = conn.execute(
-        "INSERT INTO events(run_id, seq, type, child_id, body_json, created_at) VALUES (?,?,?,?,?,?) RETURNING gseq",
-        (run_id, seq, type_, child_id, dumps(body), now_iso()),
-    ).fetchone()
-    return {"gseq": int(grow["gseq"]) if grow else 0, "run_id": run_id, "seq": seq, "type": type_, "body": body}
-
-
-def read_state(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
-    row = conn.execute(f"SELECT {STATE_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
-        raise NotFound(f"Run {run_id} not found")
-    row["error"] = loads(row.pop("error_json"))
-    row["stats"] = loads(row.pop("stats_json"), {})
-    return state_of(row)
-
-
 class RunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def create_run(
         self, run: dict[str, Any], children: Sequence[dict[str, Any]] | None = None, *, experiment_id: str | None = None
-    ) -> tuple[Row, dict[str, Any]]:
+    ) -> tuple[Row, FeedEvent]:
         """Run row + every child row (pending) + event #1, in ONE transaction.
 
         Eval/test children come as a list; experiment children are copied straight from the
@@ -95,26 +43,14 @@ class RunStore:
         kind = run["kind"]
         prefix = RESULT_PREFIX[kind]
         # Children go in as one JSON array expanded by SQLite (json_each): one statement whatever
-        # their number, instead of one GIL hand-off per row (see store/db.py).
-        rows = dumps(
-            [
-                [
-                    new_id(prefix),
-                    i,
-                    c.get("check_id"),
-                    c["block_id"],
-                    c["block_type"],
-                    dumps(c.get("handle_inputs", {})),
-                ]
-                for i, c in enumerate(children or [])
-            ]
-        )
+        # their number, instead of one GIL hand-off per row (see db.py).
+        rows = dumps([_child_row(prefix, i, c) for i, c in enumerate(children or [])])
 
-        def tx(conn: sqlite3.Connection) -> dict[str, Any]:
+        def tx(conn: sqlite3.Connection) -> tuple[FeedEvent, list[FeedEvent]]:
             conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
-                " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total, c_pending,"
-                " fingerprints_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total,"
+                " fingerprints_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run["id"],
                     kind,
@@ -131,72 +67,57 @@ class RunStore:
                     run.get("trigger_type", "api"),
                     run.get("seed", 0),
                     0,
-                    0,
                     dumps(run.get("fingerprints", {})),
                     ts,
                 ),
             )
             if experiment_id is not None:
-                conn.execute(
+                total = conn.execute(
                     "INSERT INTO children(id, run_id, position, document_id, block_id, block_type, status,"
                     " handle_inputs_json, created_at) SELECT ? || '_' || lower(hex(randomblob(9))), ?, position, id,"
                     " ?, ?, 'pending', handle_inputs_json, ? FROM experiment_documents WHERE experiment_id = ?",
                     (prefix, run["id"], run["block_id"], run["block_type"], ts, experiment_id),
-                )
+                ).rowcount
                 conn.execute("UPDATE experiments SET last_run_id = ? WHERE id = ?", (run["id"], experiment_id))
             else:
-                conn.execute(
+                total = conn.execute(
                     "INSERT INTO children(id, run_id, position, check_id, block_id, block_type, status,"
                     " handle_inputs_json, created_at) SELECT j.value ->> 0, ?, j.value ->> 1, j.value ->> 2,"
                     " j.value ->> 3, j.value ->> 4, 'pending', j.value ->> 5, ? FROM json_each(?) AS j",
                     (run["id"], ts, rows),
-                )
-            conn.execute(
-                "UPDATE runs SET total = (SELECT count(*) FROM children WHERE run_id = ?1),"
-                " c_pending = (SELECT count(*) FROM children WHERE run_id = ?1) WHERE id = ?1",
-                (run["id"],),
-            )
-            return append_event(conn, run["id"], "progress", {"run": read_state(conn, run["id"])})
+                ).rowcount
+            st = runstate.require(conn, run["id"])
+            st.update(lifecycle.new_state(total))
+            log = runstate.EventLog(conn, ts)
+            log.add(run["id"], st, "progress")
+            runstate.save(conn, run["id"], st)
+            events = log.flush()
+            return events[0], events
 
-        event = await self.db.write(tx)
+        event = await self.db.commit(tx)
         return await self.get(run["id"]), event
 
     async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> Row:
         row = await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
         kinds = (kind,) if isinstance(kind, str) else kind
         if row is None or (kinds and row["kind"] not in kinds):
-            noun = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}.get(
-                kinds[0] if kinds else "", "Run"
-            )
+            noun = NOUN.get(kinds[0] if kinds else "", "Run")
             raise NotFound(f"{noun} {run_id} not found", details={"run_id": run_id})
         return decode_run(row)
 
     async def list_page(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page:
         where = [f"kind IN ({','.join('?' * len(kinds))})"]
         params: list[Any] = list(kinds)
-        simple = {
-            "workflow_id": "workflow_id",
-            "experiment_id": "experiment_id",
-            "block_id": "block_id",
-            "check_id": "check_id",
-            "trigger_type": "trigger_type",
-        }
-        for key, col in simple.items():
+        for key in ("workflow_id", "experiment_id", "block_id", "check_id", "trigger_type"):
             if filters.get(key):
-                where.append(f"{col} = ?")
+                where.append(f"{key} = ?")
                 params.append(filters[key])
-        if filters.get("statuses"):
-            st = list(filters["statuses"])
-            where.append(f"status IN ({','.join('?' * len(st))})")
-            params += st
-        if filters.get("exclude_statuses"):
-            st = list(filters["exclude_statuses"])
-            where.append(f"status NOT IN ({','.join('?' * len(st))})")
-            params += st
-        if filters.get("trigger_types"):
-            tt = list(filters["trigger_types"])
-            where.append(f"trigger_type IN ({','.join('?' * len(tt))})")
-            params += tt
+        for key, op in (("statuses", "IN"), ("exclude_statuses", "NOT IN"), ("trigger_types", "IN")):
+            values = list(filters.get(key) or ())
+            if values:
+                col = "trigger_type" if key == "trigger_types" else "status"
+                where.append(f"{col} {op} ({','.join('?' * len(values))})")
+                params += values
         if filters.get("from_date"):
             where.append("created_at >= ?")
             params.append(filters["from_date"])
@@ -217,50 +138,53 @@ class RunStore:
     async def finish(
         self,
         run_id: str,
-        status: str,
+        status: lifecycle.RunStatus,
         *,
         error: dict[str, Any] | None = None,
         reason: str | None = None,
         stats: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Terminal transition (also cancels any child still open). Idempotent: None if already terminal."""
+    ) -> FeedEvent | None:
+        """Cancel or fail a run (its open children are cancelled). Idempotent: None if already terminal."""
         ts = now_iso()
 
-        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute("SELECT status, kind FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["status"] in TERMINAL:
-                return None
-            _cancel_open_children(conn, run_id, reason or ("run failed" if status == "error" else None), ts)
-            conn.execute(
-                "UPDATE runs SET status = ?, completed_at = ?, error_json = ?, cancel_reason = ?,"
-                " stats_json = coalesce(?, stats_json),"
-                " score = CASE WHEN kind = 'experiment' AND c_completed > 0 THEN score_sum / c_completed ELSE score END"
-                " WHERE id = ?",
-                (status, ts, dumps(error), reason, dumps(stats), run_id),
-            )
-            return append_event(conn, run_id, "run.finished", {"run": read_state(conn, run_id)})
+        def tx(conn: sqlite3.Connection) -> tuple[FeedEvent | None, list[FeedEvent]]:
+            st = runstate.load(conn, run_id)
+            if st is None or st["status"] in lifecycle.TERMINAL:
+                return None, []
+            why = reason or ("run failed" if status == "error" else None)
+            if lifecycle.terminate(st["kind"], st, status, ts, error=error, reason=reason):
+                # rowcount, not RETURNING: cancelling 100,000 open children must not ship their ids to Python.
+                conn.execute(
+                    "UPDATE children SET status = 'cancelled', cancel_reason = ?, completed_at = ? WHERE run_id = ?"
+                    " AND status IN ('pending','queued','running')",
+                    (why, ts, run_id),
+                )
+            if stats is not None:
+                st["stats"] = stats
+            log = runstate.EventLog(conn, ts)
+            log.add(run_id, st, "run.finished")
+            runstate.save(conn, run_id, st)
+            events = log.flush()
+            return events[0], events
 
-        return await self.db.write(tx)
+        return await self.db.commit(tx)
 
-    async def complete_if_done(self, run_id: str) -> dict[str, Any] | None:
+    async def complete_if_done(self, run_id: str) -> FeedEvent | None:
         """End a run that has no open child (completed, or error when every document failed), in one
         transaction that checks it. None when the run is terminal already or still has work."""
         ts = now_iso()
 
-        def tx(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            row = conn.execute(f"SELECT kind, {STATE_COLS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None or row["status"] in TERMINAL or open_count(row):
-                return None
-            status, error = final_status(row["kind"], row)
-            conn.execute(
-                "UPDATE runs SET status = ?, completed_at = ?, error_json = ?,"
-                " score = CASE WHEN kind = 'experiment' AND c_completed > 0 THEN score_sum / c_completed ELSE score END"
-                " WHERE id = ?",
-                (status, ts, dumps(error), run_id),
-            )
-            return append_event(conn, run_id, "run.finished", {"run": read_state(conn, run_id)})
+        def tx(conn: sqlite3.Connection) -> tuple[FeedEvent | None, list[FeedEvent]]:
+            st = runstate.load(conn, run_id)
+            if st is None or not lifecycle.close_if_done(st["kind"], st, ts):
+                return None, []
+            log = runstate.EventLog(conn, ts)
+            log.add(run_id, st, "run.finished")
+            runstate.save(conn, run_id, st)
+            events = log.flush()
+            return events[0], events
 
-        return await self.db.write(tx)
+        return await self.db.commit(tx)
 
     async def previous_completed(self, experiment_id: str, before_n: int) -> Row | None:
         row = await self.db.fetchone(
@@ -269,20 +193,7 @@ class RunStore:
         )
         return decode_run(row) if row else None
 
-    async def delete_events_before(self, gseq: int) -> None:
-        await self.db.write(lambda conn: conn.execute("DELETE FROM events WHERE gseq < ?", (gseq,)))
 
-
-def _cancel_open_children(conn: sqlite3.Connection, run_id: str, reason: str | None, ts: str) -> None:
-    # rowcount, not RETURNING: cancelling 100,000 open children must not ship their ids to Python.
-    cur = conn.execute(
-        "UPDATE children SET status = 'cancelled', cancel_reason = ?, completed_at = ? WHERE run_id = ?"
-        " AND status IN ('pending','queued','running')",
-        (reason, ts, run_id),
-    )
-    if cur.rowcount:
-        conn.execute(
-            "UPDATE runs SET c_cancelled = c_cancelled + c_pending + c_queued + c_running, c_pending = 0,"
-            " c_queued = 0, c_running = 0 WHERE id = ?",
-            (run_id,),
-        )
+def _child_row(prefix: str, position: int, child: dict[str, Any]) -> tuple[Any, ...]:
+    handle_inputs = dumps(child.get("handle_inputs", {}))
+    return (new_id(prefix), position, child.get("check_id"), child["block_id"], child["block_type"], handle_inputs)

@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.store.sqlite.db import Database, Row
+from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import Page, PageRequest, page
+from orchestrator.store.sqlite.paging import page
+
+
+def _workflow(row: Row) -> Row:
+    row["published"] = loads(row.pop("published_json"))
+    return row
 
 
 def _block(row: Row) -> Row:
     row["config"] = loads(row.pop("config_json"))
     return row
+
+
+def _get_workflow(conn: sqlite3.Connection, workflow_id: str) -> Row:
+    row = one(conn, "SELECT * FROM workflows WHERE id = ?", (workflow_id,))
+    if row is None:
+        raise NotFound(f"Workflow {workflow_id} not found", details={"workflow_id": workflow_id})
+    return _workflow(row)
+
+
+def _get_block(conn: sqlite3.Connection, block_id: str, workflow_id: str | None = None) -> Row:
+    row = one(conn, "SELECT * FROM blocks WHERE id = ?", (block_id,))
+    if row is None or (workflow_id and row["workflow_id"] != workflow_id):
+        raise NotFound(f"Block {block_id} not found", details={"block_id": block_id})
+    return _block(row)
+
+
+def _get_edge(conn: sqlite3.Connection, edge_id: str, workflow_id: str | None = None) -> Row:
+    row = one(conn, "SELECT * FROM edges WHERE id = ?", (edge_id,))
+    if row is None or (workflow_id and row["workflow_id"] != workflow_id):
+        raise NotFound(f"Edge {edge_id} not found", details={"edge_id": edge_id})
+    return row
+
+
+def _touch(conn: sqlite3.Connection, workflow_id: str, ts: str) -> None:
+    conn.execute("UPDATE workflows SET updated_at = ? WHERE id = ?", (ts, workflow_id))
 
 
 class WorkflowStore:
@@ -32,24 +64,26 @@ class WorkflowStore:
     ) -> Row:
         wid = workflow_id or new_id("wf")
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            conn.execute(
                 "INSERT INTO workflows(id, name, description, project_id, created_at, updated_at) VALUES (?,?,?,?,?,?)",
                 (wid, name, description, project_id, ts, ts),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO blocks(id, workflow_id, type, label, config_json, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (start_block_id or new_id("blk"), wid, "start_document", "Document", None, ts, ts),
             )
-        return await self.get_workflow(wid)
+            return _get_workflow(conn, wid)
+
+        return await self.db.write(tx)
 
     async def get_workflow(self, workflow_id: str) -> Row:
         row = await self.db.fetchone("SELECT * FROM workflows WHERE id = ?", (workflow_id,))
         if row is None:
             raise NotFound(f"Workflow {workflow_id} not found", details={"workflow_id": workflow_id})
-        row["published"] = loads(row.pop("published_json"))
-        return row
+        return _workflow(row)
 
     async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page:
         where, params = [], []
@@ -58,40 +92,37 @@ class WorkflowStore:
             params.append(project_id)
         sort = "created_at" if sort_by == "created_at" else "updated_at"
         p = await page(self.db, "workflows", where, params, req, sort=sort)
-        for row in p.rows:
-            row["published"] = loads(row.pop("published_json"))
+        p.rows = [_workflow(r) for r in p.rows]
         return p
 
     async def update_workflow(self, workflow_id: str, changes: dict[str, Any]) -> Row:
-        await self.get_workflow(workflow_id)
         sets = {k: v for k, v in changes.items() if k in ("name", "description", "published_json")}
-        if sets:
-            sets["updated_at"] = now_iso()
-            cols = ", ".join(f"{k} = ?" for k in sets)
-            async with self.db.transaction() as conn:
-                await conn.execute(f"UPDATE workflows SET {cols} WHERE id = ?", (*sets.values(), workflow_id))
-        return await self.get_workflow(workflow_id)
+        return await self.db.write(lambda conn: _update_workflow(conn, workflow_id, sets))
+
+    async def set_published(self, workflow_id: str, published: dict[str, Any]) -> Row:
+        """Record the published version (spec §2.1): `{version_id, published_at, description}`."""
+        sets = {"published_json": dumps(published)}
+        return await self.db.write(lambda conn: _update_workflow(conn, workflow_id, sets))
 
     async def delete_workflow(self, workflow_id: str) -> None:
-        await self.get_workflow(workflow_id)
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE workflow_id = ?)", (workflow_id,)
-            )
-            await conn.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
+        def tx(conn: sqlite3.Connection) -> None:
+            _get_workflow(conn, workflow_id)
+            runs = "SELECT id FROM runs WHERE workflow_id = ?"
+            conn.execute(f"DELETE FROM events WHERE run_id IN ({runs})", (workflow_id,))
+            conn.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
 
-    async def touch(self, conn: Any, workflow_id: str, ts: str) -> None:
-        await conn.execute("UPDATE workflows SET updated_at = ? WHERE id = ?", (ts, workflow_id))
+        await self.db.write(tx)
 
     # -- blocks
     async def create_block(self, workflow_id: str, fields: dict[str, Any]) -> Row:
-        await self.get_workflow(workflow_id)
         bid = fields.get("id") or new_id("blk")
-        if await self.db.fetchone("SELECT 1 AS x FROM blocks WHERE id = ?", (bid,)):
-            raise Conflict(f"Block id {bid} is already in use", code="block_id_conflict", details={"block_id": bid})
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            _get_workflow(conn, workflow_id)
+            if one(conn, "SELECT 1 AS x FROM blocks WHERE id = ?", (bid,)):
+                raise Conflict(f"Block id {bid} is already in use", code="block_id_conflict", details={"block_id": bid})
+            conn.execute(
                 "INSERT INTO blocks(id, workflow_id, type, label, position_x, position_y, width, height,"
                 " config_json, parent_id, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -109,8 +140,10 @@ class WorkflowStore:
                     ts,
                 ),
             )
-            await self.touch(conn, workflow_id, ts)
-        return await self.get_block(bid)
+            _touch(conn, workflow_id, ts)
+            return _get_block(conn, bid)
+
+        return await self.db.write(tx)
 
     async def get_block(self, block_id: str, workflow_id: str | None = None) -> Row:
         row = await self.db.fetchone("SELECT * FROM blocks WHERE id = ?", (block_id,))
@@ -129,43 +162,48 @@ class WorkflowStore:
         return [_block(r) for r in rows]
 
     async def update_block(self, block_id: str, changes: dict[str, Any]) -> Row:
-        current = await self.get_block(block_id)
         sets: dict[str, Any] = {}
         for key in ("label", "position_x", "position_y", "width", "height", "parent_id"):
             if key in changes:
                 sets[key] = changes[key]
         if "config" in changes:
             sets["config_json"] = dumps(changes["config"])
-        if sets:
-            ts = now_iso()
-            sets["updated_at"] = ts
-            cols = ", ".join(f"{k} = ?" for k in sets)
-            async with self.db.transaction() as conn:
-                await conn.execute(f"UPDATE blocks SET {cols} WHERE id = ?", (*sets.values(), block_id))
-                await self.touch(conn, current["workflow_id"], ts)
-        return await self.get_block(block_id)
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            current = _get_block(conn, block_id)
+            if sets:
+                ts = now_iso()
+                cols = ", ".join(f"{k} = ?" for k in sets)
+                conn.execute(f"UPDATE blocks SET {cols}, updated_at = ? WHERE id = ?", (*sets.values(), ts, block_id))
+                _touch(conn, current["workflow_id"], ts)
+            return _get_block(conn, block_id)
+
+        return await self.db.write(tx)
 
     async def delete_block(self, block_id: str, workflow_id: str | None = None) -> None:
-        block = await self.get_block(block_id, workflow_id)
-        async with self.db.transaction() as conn:
-            await conn.execute(
+        def tx(conn: sqlite3.Connection) -> None:
+            block = _get_block(conn, block_id, workflow_id)
+            conn.execute(
                 "DELETE FROM edges WHERE workflow_id = ? AND (source_block = ? OR target_block = ?)",
                 (block["workflow_id"], block_id, block_id),
             )
-            await conn.execute("DELETE FROM blocks WHERE id = ?", (block_id,))
-            await self.touch(conn, block["workflow_id"], now_iso())
+            conn.execute("DELETE FROM blocks WHERE id = ?", (block_id,))
+            _touch(conn, block["workflow_id"], now_iso())
+
+        await self.db.write(tx)
 
     # -- edges
     async def create_edge(self, workflow_id: str, fields: dict[str, Any]) -> Row:
-        await self.get_workflow(workflow_id)
-        for end in ("source_block", "target_block"):
-            await self.get_block(fields[end], workflow_id)
         eid = fields.get("id") or new_id("edge")
-        if await self.db.fetchone("SELECT 1 AS x FROM edges WHERE id = ?", (eid,)):
-            raise Conflict(f"Edge id {eid} is already in use", details={"edge_id": eid})
         ts = now_iso()
-        async with self.db.transaction() as conn:
-            await conn.execute(
+
+        def tx(conn: sqlite3.Connection) -> Row:
+            _get_workflow(conn, workflow_id)
+            for end in ("source_block", "target_block"):
+                _get_block(conn, fields[end], workflow_id)
+            if one(conn, "SELECT 1 AS x FROM edges WHERE id = ?", (eid,)):
+                raise Conflict(f"Edge id {eid} is already in use", details={"edge_id": eid})
+            conn.execute(
                 "INSERT INTO edges(id, workflow_id, source_block, target_block, source_handle, target_handle,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
                 (
@@ -179,8 +217,10 @@ class WorkflowStore:
                     ts,
                 ),
             )
-            await self.touch(conn, workflow_id, ts)
-        return await self.get_edge(eid)
+            _touch(conn, workflow_id, ts)
+            return _get_edge(conn, eid)
+
+        return await self.db.write(tx)
 
     async def get_edge(self, edge_id: str, workflow_id: str | None = None) -> Row:
         row = await self.db.fetchone("SELECT * FROM edges WHERE id = ?", (edge_id,))
@@ -205,7 +245,18 @@ class WorkflowStore:
         return await self.db.fetchall("SELECT * FROM edges WHERE workflow_id = ? ORDER BY n", (workflow_id,))
 
     async def delete_edge(self, edge_id: str) -> None:
-        edge = await self.get_edge(edge_id)
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM edges WHERE id = ?", (edge_id,))
-            await self.touch(conn, edge["workflow_id"], now_iso())
+        def tx(conn: sqlite3.Connection) -> None:
+            edge = _get_edge(conn, edge_id)
+            conn.execute("DELETE FROM edges WHERE id = ?", (edge_id,))
+            _touch(conn, edge["workflow_id"], now_iso())
+
+        await self.db.write(tx)
+
+
+def _update_workflow(conn: sqlite3.Connection, workflow_id: str, sets: dict[str, Any]) -> Row:
+    _get_workflow(conn, workflow_id)
+    if sets:
+        cols = ", ".join(f"{k} = ?" for k in sets)
+        sql = f"UPDATE workflows SET {cols}, updated_at = ? WHERE id = ?"
+        conn.execute(sql, (*sets.values(), now_iso(), workflow_id))
+    return _get_workflow(conn, workflow_id)

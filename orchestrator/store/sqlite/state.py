@@ -1,0 +1,136 @@
+"""A run's mutable state inside a write transaction, and the feed events a transaction appends.
+
+The rules (transitions, counts, final status, score) are core.lifecycle's; this module only loads a
+run's state into a dict, writes it back with one statement, and appends events with their sequence
+numbers, so every transaction that changes a run reads it once and writes it once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from orchestrator.errors import NotFound
+from orchestrator.store.records import FeedEvent
+from orchestrator.store.sqlite.jsoncol import dumps, loads
+
+# The columns a run's state is made of, as read by load() and written by save().
+MUTABLE = (
+    "status",
+    "total",
+    "c_pending",
+    "c_queued",
+    "c_running",
+    "c_completed",
+    "c_error",
+    "c_cancelled",
+    "o_passed",
+    "o_failed",
+    "o_blocked",
+    "score_sum",
+    "score",
+    "started_at",
+    "completed_at",
+    "cancel_reason",
+    "last_seq",
+)
+_SELECT = f"SELECT kind, {', '.join(MUTABLE)}, error_json, stats_json FROM runs WHERE id = ?"
+_UPDATE = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in MUTABLE)}, error_json = ?, stats_json = ? WHERE id = ?"
+# What a feed event carries of the run (and the API renders as its lifecycle and counts).
+PUBLIC = (
+    "status",
+    "total",
+    "c_pending",
+    "c_queued",
+    "c_running",
+    "c_completed",
+    "c_error",
+    "c_cancelled",
+    "o_passed",
+    "o_failed",
+    "o_blocked",
+    "score",
+    "started_at",
+    "completed_at",
+    "error",
+    "cancel_reason",
+    "stats",
+)
+
+
+def load(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    row: dict[str, Any] | None = conn.execute(_SELECT, (run_id,)).fetchone()
+    if row is not None:
+        row["error"] = loads(row.pop("error_json"))
+        row["stats"] = loads(row.pop("stats_json"), {})
+    return row
+
+
+def require(conn: sqlite3.Connection, run_id: str) -> dict[str, Any]:
+    state = load(conn, run_id)
+    if state is None:
+        raise NotFound(f"Run {run_id} not found", details={"run_id": run_id})
+    return state
+
+
+def save(conn: sqlite3.Connection, run_id: str, state: dict[str, Any]) -> None:
+    conn.execute(_UPDATE, (*(state[c] for c in MUTABLE), dumps(state["error"]), dumps(state["stats"] or {}), run_id))
+
+
+def save_many(conn: sqlite3.Connection, states: dict[str, dict[str, Any]]) -> None:
+    conn.executemany(
+        _UPDATE,
+        [(*(st[c] for c in MUTABLE), dumps(st["error"]), dumps(st["stats"] or {}), rid) for rid, st in states.items()],
+    )
+
+
+def public(state: dict[str, Any]) -> dict[str, Any]:
+    """The run state an event carries (a copy: the transaction may go on changing `state`)."""
+    out = {k: state.get(k) for k in PUBLIC}
+    out["stats"] = dict(out["stats"] or {})
+    return out
+
+
+def last_gseq(conn: sqlite3.Connection) -> int:
+    """The highest gseq ever handed out: AUTOINCREMENT's counter survives deleted events, so a feed
+    cursor never sees a number twice even after a run's events were deleted."""
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
+        " coalesce((SELECT max(gseq) FROM events), 0)) AS g"
+    ).fetchone()
+    return int(row["g"]) if row else 0
+
+
+class EventLog:
+    """The events one transaction appends, numbered as it goes, written with one statement at the end.
+
+    gseq is max + 1 inside the write transaction: SQLite has one writer at a time, so numbers follow the
+    commit order, which is what lets a feed tail the table by gseq."""
+
+    def __init__(self, conn: sqlite3.Connection, ts: str) -> None:
+        self.conn = conn
+        self.ts = ts
+        self.gseq = last_gseq(conn)
+        self.rows: list[tuple[Any, ...]] = []
+        self.events: list[FeedEvent] = []
+
+    def add(self, run_id: str, state: dict[str, Any], type_: str, child: dict[str, Any] | None = None) -> None:
+        state["last_seq"] = int(state["last_seq"]) + 1
+        self.gseq += 1
+        body: dict[str, Any] = {"run": public(state)}
+        if child is not None:
+            body["child"] = child
+        child_id = child["id"] if child is not None else None
+        self.rows.append((self.gseq, run_id, state["last_seq"], type_, child_id, dumps(body), self.ts))
+        self.events.append({"gseq": self.gseq, "run_id": run_id, "seq": state["last_seq"], "type": type_, "body": body})
+
+    def flush(self) -> list[FeedEvent]:
+        if self.rows:
+            self.conn.execute(
+                "INSERT INTO events(gseq, run_id, seq, type, child_id, body_json, created_at) SELECT j.value ->> 0,"
+                " j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6"
+                " FROM json_each(?) AS j",
+                (dumps(self.rows),),
+            )
+            self.rows = []
+        return self.events
