@@ -45,8 +45,16 @@ class Settings:
     upload_ttl_s: int = _opt(3600, "seconds an upload session stays open", "ORCHESTRATOR_UPLOAD_TTL")
     feed_buffer: int = _opt(1024, "events buffered per feed subscriber before it is lagged", "ORCHESTRATOR_FEED_BUFFER")
     feed_ping_s: float = _opt(15.0, "keep-alive interval of SSE and WebSocket feeds", "ORCHESTRATOR_FEED_PING")
+    event_retention_days: float = _opt(
+        30.0,
+        "keep the feed events of a finished run this long, then only its last one (0 = keep all)",
+        "ORCHESTRATOR_EVENT_RETENTION_DAYS",
+    )
     public_url: str = _opt(
         "", "base URL printed and used in upload links (default http://HOST:PORT)", "ORCHESTRATOR_PUBLIC_URL"
+    )
+    web_root: str = _opt(
+        "", "folder of the browser page to serve (empty = the page installed with the package)", "ORCHESTRATOR_WEB_ROOT"
     )
     log_level: str = _opt("info", "log level: debug, info, warning, error", "ORCHESTRATOR_LOG_LEVEL")
 

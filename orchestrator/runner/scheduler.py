@@ -28,6 +28,7 @@ from orchestrator.ids import now_iso
 from orchestrator.runner.context import DocumentCache, RunContext, RunSetupError, prepare
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
+from orchestrator.runner.maintenance import maintenance_loop
 from orchestrator.settings import Settings
 from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, FeedEvent, Store
 
@@ -95,6 +96,8 @@ class Scheduler:
             self._work_tg.start_soon(self._worker)
         if self.settings.max_loop_lag_ms > 0:
             self._work_tg.start_soon(self._lag_monitor)
+        if self.settings.event_retention_days > 0:
+            self._work_tg.start_soon(maintenance_loop, self.store, self.settings.event_retention_days)
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:

@@ -1,4 +1,5 @@
-"""The group commit: exactly-once finishes, counts that always equal a recount, feed events."""
+"""Store contract: claims, the group commit (exactly-once finishes, counts that always equal a recount,
+feed events), recovery of interrupted children."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.core.lifecycle import invariant_violations
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, Store
-from tests.sqlite_util import db_of
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, PageRequest, Store
 from tests.store.conftest import new_run
 
 TS = "2024-01-01T00:00:00.000Z"
@@ -49,7 +49,8 @@ async def test_a_finish_counts_once_even_when_committed_twice(store: Store) -> N
     assert again == []  # ignored: no event, no second artifact
     run = await assert_consistent(store, run_id)
     assert (run["c_completed"], run["o_passed"], run["c_queued"]) == (1, 1, 1)
-    assert await db_of(store).scalar("SELECT count(*) FROM artifacts WHERE run_id = ?", (run_id,)) == 1
+    artifacts = await store.children.list_artifacts(PageRequest(limit=10), run_id=run_id, operation=None)
+    assert [a["id"] for a in artifacts.rows] == ["x1"]
 
 
 def _artifact(aid: str, child: ClaimedChild) -> dict[str, Any]:
@@ -118,7 +119,7 @@ async def test_gseq_never_repeats_after_events_are_deleted(store: Store) -> None
     a, b = await store.children.claim(run_id, 2)
     first = await store.children.apply([], [done(a["id"], run_id)])
     top = first[-1]["gseq"]
-    await db_of(store).write(lambda conn: conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,)))
+    await store.events.delete_before(top + 1)
     later = await store.children.apply([], [done(b["id"], run_id)])
     assert min(e["gseq"] for e in later) > top
 
@@ -132,9 +133,8 @@ async def test_requeue_interrupted_reopens_only_open_children(store: Store) -> N
     assert await store.children.requeue_interrupted() == 2
     run = await assert_consistent(store, run_id)
     assert (run["c_pending"], run["c_queued"], run["c_running"], run["c_completed"]) == (3, 0, 0, 1)
-    attempts_sql = "SELECT id, attempt FROM children WHERE run_id = ? ORDER BY position"
-    attempts = await db_of(store).fetchall(attempts_sql, (run_id,))
-    assert [r["attempt"] for r in attempts] == [0, 1, 1, 0]
+    attempts = (await store.children.list_page(run_id, PageRequest(limit=10, order="asc"))).rows
+    assert [r["attempt"] for r in sorted(attempts, key=lambda r: r["position"])] == [0, 1, 1, 0]
 
 
 @pytest.mark.parametrize("seed", range(6))
