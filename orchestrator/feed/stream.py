@@ -24,7 +24,6 @@ snapshot instead, which is all the state it needs.
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import orjson
 from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
+from orchestrator.feed.wsframe import ws_text
 from orchestrator.ids import parse_iso
 from orchestrator.store import Store
 
@@ -51,16 +51,6 @@ class Frame(NamedTuple):
 def sse_frame(cursor: int | None, type_: str, data: bytes) -> bytes:
     head = b"id: %d\n" % cursor if cursor is not None else b""
     return b"%sevent: %s\ndata: %s\n\n" % (head, type_.encode(), data)
-
-
-def ws_text(payload: bytes) -> bytes:
-    """An unmasked, uncompressed server-to-client text frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return struct.pack("!BB", 0x81, n) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 def make_frame(cursor: int | None, type_: str, data: bytes) -> Frame:

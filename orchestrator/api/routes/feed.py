@@ -22,7 +22,8 @@ from orchestrator.api.keys import HUB, SERVICES
 from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import Unprocessable
 from orchestrator.feed.hub import MODES, Hub, Mode
-from orchestrator.feed.stream import Feed, Frame, sse_frame, ws_text
+from orchestrator.feed.stream import Feed, Frame, sse_frame
+from orchestrator.feed.wsframe import ws_text
 from orchestrator.wire import render
 
 __all__ = ["on_shutdown", "routes", "sse_bytes", "ws_text"]
