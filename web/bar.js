@@ -3,6 +3,7 @@
 import { h, setText } from "./dom.js";
 import { num } from "./fmt.js";
 import { SEGMENTS, counts, finished, total } from "./model.js";
+import { kindOf } from "./vocab.js";
 
 export function progressBar(size = "sm") {
   const segs = {};
@@ -47,7 +48,7 @@ export function legend() {
   }
   function update(run) {
     const c = counts(run);
-    const experiment = (run.id ?? "").startsWith("exprun_");
+    const experiment = kindOf(run) === "experiment";
     for (const s of SEGMENTS) {
       setText(items[s.key].value, num(c[s.key]));
       // Checks have verdicts and experiments do not: show only the buckets that can occur.

@@ -3,8 +3,8 @@
 import { get } from "./api.js";
 import { h, replace } from "./dom.js";
 import { duration, pct, preview, scoreClass } from "./fmt.js";
-import { collection } from "./model.js";
 import { childStatus } from "./results.js";
+import { collection, isTerminal } from "./vocab.js";
 import { badge, json } from "./widgets.js";
 
 const MAX_ROWS = 300;
@@ -106,7 +106,7 @@ export function childPanel(runId, kind, close) {
     }
     sections.push(h("h3", {}, "Consensus output"), json(outputs, "Consensus output"));
     sections.push(h("h3", {}, "Inputs"), json(r.handle_inputs ?? {}, "Inputs"));
-    if (!["completed", "error", "cancelled"].includes(r.lifecycle?.status)) sections.push(h("p", { class: "muted" }, "Not finished yet."));
+    if (!isTerminal(r.lifecycle?.status)) sections.push(h("p", { class: "muted" }, "Not finished yet."));
     replace(el, ...sections);
   }
 

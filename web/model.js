@@ -1,6 +1,6 @@
 // What the page derives from a run's JSON (the body of GET …/runs/{id}).
 
-export const TERMINAL = new Set(["completed", "error", "cancelled"]);
+import { collection, isTerminal, kindOf } from "./vocab.js";
 
 // Progress-bar segments in display order; `key` is the CSS colour class.
 export const SEGMENTS = [
@@ -14,18 +14,6 @@ export const SEGMENTS = [
   { key: "queued", label: "queued" },
 ];
 
-export function kindOf(runOrId) {
-  const id = typeof runOrId === "string" ? runOrId : runOrId.id;
-  if (id.startsWith("exprun_")) return "experiment";
-  if (id.startsWith("wftestrun_")) return "test";
-  return "eval";
-}
-
-/** The REST collection a run id lives under. */
-export function collection(runId) {
-  return { experiment: "experiments", test: "tests", eval: "evals" }[kindOf(runId)];
-}
-
 export function runPath(runId) {
   return `/v1/workflows/${collection(runId)}/runs/${encodeURIComponent(runId)}`;
 }
@@ -35,7 +23,7 @@ export function status(run) {
 }
 
 export function isOpen(run) {
-  return !TERMINAL.has(status(run));
+  return !isTerminal(status(run));
 }
 
 export function total(run) {
@@ -84,26 +72,9 @@ export function durationMs(run, now = Date.now()) {
   return Math.max(0, end - Date.parse(t.started_at));
 }
 
-/** Merge a feed event's run into what the page knows (the feed sends the GET body; older
- *  servers sent only the stored state, so both shapes are accepted). */
+/** Merge a run into what the page knows: every feed event carries the run as GET …/runs/{id} renders
+ *  it, and an experiment's cancel answer carries only its id and lifecycle. */
 export function mergeRun(prev, incoming, runId) {
   if (!incoming) return prev;
-  if (incoming.lifecycle || incoming.counts) return { ...(prev ?? {}), ...incoming, id: incoming.id ?? runId };
-  if (!prev) return null;
-  const s = incoming;
-  const next = { ...prev, lifecycle: { ...(prev.lifecycle ?? {}), status: s.status ?? status(prev) } };
-  if ("c_pending" in s) {
-    next.counts = {
-      lifecycle_counts: {
-        pending: s.c_pending, queued: s.c_queued, running: s.c_running,
-        completed: s.c_completed, error: s.c_error, cancelled: s.c_cancelled,
-      },
-      outcome: { passed: s.o_passed ?? 0, failed: s.o_failed ?? 0, blocked: s.o_blocked ?? 0 },
-    };
-  }
-  if ("score" in s) next.score = s.score;
-  if (s.started_at || s.completed_at) {
-    next.timing = { ...(prev.timing ?? {}), started_at: s.started_at, completed_at: s.completed_at };
-  }
-  return next;
+  return { ...(prev ?? {}), ...incoming, id: incoming.id ?? runId };
 }

@@ -3,7 +3,7 @@
 import { get } from "./api.js";
 import { frameScheduler, h, latestOnly, replace, setText, throttle } from "./dom.js";
 import { duration, num, pct, preview, shortId } from "./fmt.js";
-import { collection } from "./model.js";
+import { collection } from "./vocab.js";
 import { badge, emptyRow, scoreBar } from "./widgets.js";
 
 const PAGE = 50;

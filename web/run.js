@@ -8,9 +8,10 @@ import { copyButton, frameScheduler, h, replace, setText, throttle } from "./dom
 import { experimentPanel } from "./experiment.js";
 import { Feed, connection } from "./feed.js";
 import { clock, duration, num, pct, rate } from "./fmt.js";
-import { durationMs, finished, isOpen, kindOf, mergeRun, runPath, scoreOf, status, total, workflowName } from "./model.js";
+import { durationMs, finished, isOpen, mergeRun, runPath, scoreOf, status, total, workflowName } from "./model.js";
 import { resultsTable } from "./results.js";
 import { Throughput, averageRate } from "./throughput.js";
+import { kindOf } from "./vocab.js";
 import { badge, kindBadge, stat } from "./widgets.js";
 
 export function runView(root, route) {
@@ -162,7 +163,7 @@ export function runView(root, route) {
     }
     if (ev.run) {
       const wasOpen = run ? isOpen(run) : true;
-      run = mergeRun(run, ev.run, runId) ?? run;
+      run = mergeRun(run, ev.run, runId);
       if (wasOpen && run && !isOpen(run)) finishedNow();
     }
     if (ev.type === "child.finished" && ev.child) {

@@ -5,14 +5,20 @@ import { progressBar } from "./bar.js";
 import { frameScheduler, h, latestOnly, replace, setText, throttle } from "./dom.js";
 import { Feed, connection } from "./feed.js";
 import { ago, duration, num, pct, scoreClass, shortId } from "./fmt.js";
-import { durationMs, finished, isOpen, kindOf, mergeRun, scoreOf, status, total, workflowName } from "./model.js";
+import { durationMs, finished, isOpen, mergeRun, scoreOf, status, total, workflowName } from "./model.js";
+import { KINDS, STATUSES, kindOf } from "./vocab.js";
 import { badge, emptyRow, kindBadge } from "./widgets.js";
 
 const PAGE = 25;
-const STATUSES = ["running", "queued", "pending", "completed", "error", "cancelled"];
+const NO_FILTERS = { kind: "", status: "", workflow: "" };
+
+/** The filters an address asks for (#/runs?kind=…&status=…&workflow=…). */
+function filtersOf(params) {
+  return { kind: params.get("kind") ?? "", status: params.get("status") ?? "", workflow: params.get("workflow") ?? "" };
+}
 
 export function runsView(root, route) {
-  let filters = { kind: route.params.get("kind") ?? "", status: route.params.get("status") ?? "", workflow: route.params.get("workflow") ?? "" };
+  let filters = filtersOf(route.params);
   const cursors = [null]; // the `after` cursor of each page visited; the last is the current page
   let nextCursor = null;
   const rows = new Map();
@@ -23,10 +29,10 @@ export function runsView(root, route) {
     h("label", { class: "field" }, h("span", {}, label),
       h("select", { name, "aria-label": label, onchange: onFilter },
         options.map(([v, t]) => h("option", { value: v, selected: filters[name] === v }, t))));
-  const kindSel = select("kind", "Kind", [["", "All kinds"], ["eval", "Eval"], ["test", "Test"], ["experiment", "Experiment"]]);
+  const kindSel = select("kind", "Kind", [["", "All kinds"], ...KINDS.map((k) => [k.kind, k.label])]);
   const statusSel = select("status", "Status", [["", "Any status"], ...STATUSES.map((s) => [s, s])]);
   const wfSel = select("workflow", "Workflow", [["", "All workflows"]]);
-  const clearBtn = h("button", { type: "button", class: "btn ghost", onclick: () => navigate({}) }, "Clear filters");
+  const clearBtn = h("button", { type: "button", class: "btn ghost", onclick: () => choose(NO_FILTERS) }, "Clear filters");
   const count = h("span", { class: "muted", role: "status" });
   const tbody = h("tbody");
   const newer = h("button", { type: "button", class: "btn", onclick: () => page(-1) }, "← Newer");
@@ -49,13 +55,34 @@ export function runsView(root, route) {
     h("nav", { class: "pager", "aria-label": "Runs pages" }, newer, pageLabel, older));
   replace(root, view);
 
-  function onFilter() {
-    navigate({ kind: kindSel.querySelector("select").value, status: statusSel.querySelector("select").value, workflow: wfSel.querySelector("select").value });
+  const control = { kind: kindSel, status: statusSel, workflow: wfSel };
+
+  function onFilter(e) {
+    // Only the control that changed: the workflow of a link may not be among the options yet.
+    choose({ ...filters, [e.target.name]: e.target.value });
   }
 
-  function navigate(f) {
+  /** The user's choice: applied at once (controls and list), then written to the address. The
+   *  hashchange comes later, as a separate task, and finds it applied. Waiting for it instead left the
+   *  old values in the controls meanwhile, and a filter changed in between read them back and
+   *  undid "Clear filters". */
+  function choose(f) {
+    applyFilters(f);
     const q = new URLSearchParams(Object.entries(f).filter(([, v]) => v)).toString();
-    location.hash = `#/runs${q ? `?${q}` : ""}`;
+    const hash = `#/runs${q ? `?${q}` : ""}`;
+    if (location.hash !== hash) location.hash = hash;
+  }
+
+  /** Show the runs matching `f` from the first page (from a choice, or the address: back, a link). */
+  function applyFilters(f) {
+    for (const [k, el] of Object.entries(control)) {
+      const sel = el.querySelector("select");
+      if (sel.value !== f[k]) sel.value = f[k];
+    }
+    if (JSON.stringify(f) === JSON.stringify(filters)) return;
+    filters = { ...f };
+    cursors.length = 1;
+    load();
   }
 
   function matches(run) {
@@ -156,10 +183,10 @@ export function runsView(root, route) {
   function apply(id, incoming) {
     const row = rows.get(id);
     if (row) {
-      row.run = mergeRun(row.run, incoming, id) ?? row.run;
+      row.run = mergeRun(row.run, incoming, id);
       dirty.add(id);
       render();
-    } else if (cursors.length === 1 && (!incoming?.lifecycle || matches({ id, ...incoming })) && isNewer(incoming)) {
+    } else if (cursors.length === 1 && incoming && matches({ id, ...incoming }) && isNewer(incoming)) {
       refresh(); // a new run on the first page: fetch the page rather than guess its position
     }
   }
@@ -205,14 +232,7 @@ export function runsView(root, route) {
   return {
     name: "runs",
     update(next) {
-      const f = { kind: next.params.get("kind") ?? "", status: next.params.get("status") ?? "", workflow: next.params.get("workflow") ?? "" };
-      if (JSON.stringify(f) === JSON.stringify(filters)) return;
-      filters = f;
-      kindSel.querySelector("select").value = f.kind;
-      statusSel.querySelector("select").value = f.status;
-      wfSel.querySelector("select").value = f.workflow;
-      cursors.length = 1;
-      load();
+      applyFilters(filtersOf(next.params));
     },
     dispose() {
       disposed = true;

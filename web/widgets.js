@@ -2,13 +2,14 @@
 
 import { h } from "./dom.js";
 import { pct, pts, scoreClass } from "./fmt.js";
+import { kindInfo } from "./vocab.js";
 
 export function badge(status, extra = "") {
   return h("span", { class: `badge st-${status} ${extra}`.trim() }, status);
 }
 
 export function kindBadge(kind) {
-  return h("span", { class: `kind kind-${kind}`, title: `${kind} run` }, kind === "experiment" ? "exp" : kind);
+  return h("span", { class: `kind kind-${kind}`, title: `${kind} run` }, kindInfo(kind).badge);
 }
 
 export function emptyRow(cols, text, cls = "empty") {

@@ -1,14 +1,20 @@
-"""The page's routes in process (no browser): static files, the token sign-in, /v1/session, /v1/runs."""
+"""The page's routes in process (no browser): static files, where the page is served from (`--web-root`),
+the token sign-in, /v1/session, /v1/runs."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 from pathlib import Path
 
+import httpx
 import pytest
 
+from orchestrator import settings
 from orchestrator.api.keys import SESSIONS
 from orchestrator.api.routes import web as web_routes
-from tests.conftest import Api
+from tests.conftest import Api, AppFactory
+from tests.serverproc import server
 
 SCHEMA = {"type": "object", "properties": {"total": {"type": "number"}}}
 
@@ -36,12 +42,63 @@ async def test_static_never_leaves_the_web_folder(api: Api, path: str) -> None:
     assert "build-system" not in await resp.text()
 
 
-async def test_missing_web_folder_gives_a_readable_404(
-    api: Api, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+async def test_missing_page_gives_a_readable_404_that_says_where_it_looked(
+    make_api: AppFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(web_routes, "WEB_DIR", tmp_path / "absent")
+    # Neither the packaged page nor a checkout's web/: a fresh (uncached) resolution that finds nothing.
+    monkeypatch.setattr(web_routes, "PACKAGE", "orchestrator._no_such_page")
+    monkeypatch.setattr(web_routes, "CHECKOUT_WEB", tmp_path / "absent" / "web")
+    monkeypatch.setattr(web_routes, "web_root", functools.cache(web_routes.web_root.__wrapped__))
+    api = await make_api()
+    for path in ("/", "/static/app.js"):
+        resp = await api.client.get(path)
+        body = await resp.text()
+        assert resp.status == 404 and "Browser page not installed" in body
+        assert "orchestrator._no_such_page" in body and str(tmp_path / "absent" / "web") in body
+
+    configured = await make_api(web_root=str(tmp_path / "elsewhere"))
+    resp = await configured.client.get("/")
+    body = await resp.text()
+    assert resp.status == 404 and "Browser page not installed" in body
+    assert "--web-root" in body and str(tmp_path / "elsewhere") in body
+
+
+def _other_page(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text("<!doctype html><title>other</title><h1>Another page</h1>")
+    (folder / "extra.js").write_text("export const other = true;")
+    return folder
+
+
+async def test_web_root_serves_another_folder(make_api: AppFactory, tmp_path: Path) -> None:
+    api = await make_api(web_root=str(_other_page(tmp_path / "other")))
     resp = await api.client.get("/")
-    assert resp.status == 404 and "Browser page not installed" in await resp.text()
+    assert resp.status == 200 and "Another page" in await resp.text()
+    assert resp.headers["Content-Security-Policy"] == web_routes.CSP
+    js = await api.client.get("/static/extra.js")
+    assert js.status == 200 and js.content_type == "text/javascript"
+    # Only that folder: the packaged page is not served beside it.
+    assert (await api.client.get("/static/app.js")).status == 404
+    default = await make_api(db=str(tmp_path / "default.db"))
+    assert "/static/app.js" in await (await default.client.get("/")).text(), "other apps keep the packaged page"
+
+
+def test_web_root_flag_and_environment() -> None:
+    parser = argparse.ArgumentParser()
+    settings.add_arguments(parser)
+    assert settings.from_sources(parser.parse_args([]), {}).web_root == ""
+    assert settings.from_sources(None, {"ORCHESTRATOR_WEB_ROOT": "/srv/page"}).web_root == "/srv/page"
+    args = parser.parse_args(["--web-root", "/srv/flag"])
+    assert settings.from_sources(args, {"ORCHESTRATOR_WEB_ROOT": "/srv/page"}).web_root == "/srv/flag"
+
+
+@pytest.mark.e2e
+def test_serve_web_root_flag_serves_another_folder(tmp_path: Path) -> None:
+    folder = _other_page(tmp_path / "other")
+    with server(tmp_path / "web-root.db", extra=["--web-root", str(folder), "--log-level", "warning"]) as proc:
+        resp = httpx.get(proc.base_url + "/")
+        assert resp.status_code == 200 and "Another page" in resp.text
+        assert httpx.get(proc.base_url + "/static/extra.js").status_code == 200
 
 
 async def test_sign_in_sets_an_httponly_strict_cookie_and_drops_the_token(api: Api) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import html
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
 from orchestrator.api.http import json_response, page_json, page_request, q_list
-from orchestrator.api.keys import SESSIONS
+from orchestrator.api.keys import SESSIONS, SETTINGS
 from orchestrator.api.middleware import COOKIE
 from orchestrator.api.routes.runs import run_filters
 from orchestrator.api.routes.workflows import svc
@@ -16,9 +20,10 @@ from orchestrator.wire import render
 
 routes = web.RouteTableDef()
 
-# Packaged inside orchestrator/ so a plain (non-editable) install serves the page too; resolved per
-# request so a missing folder gives a readable 404 instead of failing at import.
-WEB_DIR = Path(__file__).resolve().parents[3] / "web"
+# The page is the top-level web/ folder, shipped in wheels as the package data `orchestrator._web`
+# (pyproject's package-dir); the editable install's finder maps that name to the checkout's web/.
+PACKAGE = "orchestrator._web"
+CHECKOUT_WEB = Path(__file__).resolve().parents[3] / "web"
 KINDS = ("eval", "test", "experiment")
 TYPES = {
     ".html": "text/html",
@@ -42,18 +47,51 @@ SECURITY_HEADERS = {
 MISSING = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>orchestrator</title></head>
 <body style="font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem">
 <h1>Browser page not installed</h1>
-<p>The server could not find the <code>web/</code> folder next to the <code>orchestrator</code> package
-({where}). The REST API under <code>/v1</code> works without it.</p></body></html>"""
+<p>The server could not find {what}. The REST API under <code>/v1</code> works without it.</p></body></html>"""
 
 
-def _file(name: str) -> web.StreamResponse:
-    root = WEB_DIR.resolve()
+@dataclass(frozen=True)
+class WebRoot:
+    path: Path | None  # None: no page found
+    what: str  # where the page was looked for, as the MISSING page says it (HTML)
+
+
+@functools.cache
+def web_root(configured: str) -> WebRoot:
+    """The page's folder: `--web-root` if set (and then no other), else the page installed with the
+    package, else the checkout's web/. Cached by the setting: resolved once per app, not per request."""
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        flag = "<code>--web-root</code> (<code>ORCHESTRATOR_WEB_ROOT</code>)"
+        return WebRoot(path, f"the folder given by {flag}: {html.escape(str(path))}")
+    index: object = None
+    try:
+        index = resources.files(PACKAGE).joinpath("index.html")
+    except (ImportError, TypeError):
+        # Not installed as a wheel. An editable install maps the name but cannot import it: web/ has no
+        # __init__.py and setuptools' editable finder only finds regular packages under a mapped name.
+        pass
+    if isinstance(index, Path) and index.is_file():  # a real file, not inside a zip
+        folder = index.parent.resolve()
+        return WebRoot(folder, f"the page installed with the package ({html.escape(str(folder))})")
+    if (CHECKOUT_WEB / "index.html").is_file():
+        return WebRoot(CHECKOUT_WEB, f"the checkout's <code>web/</code> folder ({html.escape(str(CHECKOUT_WEB))})")
+    return WebRoot(
+        None,
+        f"the page installed with the package (<code>{PACKAGE}</code>), nor the <code>web/</code> folder of a"
+        f" checkout ({html.escape(str(CHECKOUT_WEB))})",
+    )
+
+
+def _file(request: web.Request, name: str) -> web.StreamResponse:
+    where = web_root(request.app[SETTINGS].web_root)
+    root = where.path
+    if root is None or not root.is_dir():
+        return web.Response(
+            text=MISSING.format(what=where.what), status=404, content_type="text/html", headers=SECURITY_HEADERS
+        )
     target = (root / name).resolve()
     if not target.is_relative_to(root) or not target.is_file():
-        if not root.is_dir():
-            return web.Response(
-                text=MISSING.format(where=root), status=404, content_type="text/html", headers=SECURITY_HEADERS
-            )
         return web.Response(text="Not found", status=404, content_type="text/plain", headers=SECURITY_HEADERS)
     headers = dict(SECURITY_HEADERS)
     headers["Content-Type"] = TYPES.get(target.suffix, "application/octet-stream")
@@ -64,7 +102,7 @@ def _file(name: str) -> web.StreamResponse:
 async def index(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is None:
-        return _file("index.html")
+        return _file(request, "index.html")
     sid = request.app[SESSIONS].exchange(token)
     # Redirecting drops the token from the address bar (and from the history).
     response = web.HTTPSeeOther("/" if sid else "/#/signin-failed", headers={"Referrer-Policy": "no-referrer"})
@@ -75,12 +113,12 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/favicon.ico")
 async def favicon(request: web.Request) -> web.StreamResponse:
-    return _file("favicon.svg")
+    return _file(request, "favicon.svg")
 
 
 @routes.get("/static/{name:.+}")
 async def static(request: web.Request) -> web.StreamResponse:
-    return _file(request.match_info["name"])
+    return _file(request, request.match_info["name"])
 
 
 @routes.get("/v1/session")
