@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -361,25 +362,45 @@ async def test_aclose(engine: SimulatedEngine) -> None:
     await engine.aclose()
 
 
-async def test_passes_parse_once_and_never_share_output(
-    engine: SimulatedEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import orchestrator.engines.simulated.engine as simulated
+async def test_passes_parse_once_and_never_share_output(engine: SimulatedEngine) -> None:
+    """n passes over one document parse it once. Seen from outside: once the first pass has read the
+    document, later passes over it never read its text again, so changing the text under them (a frozen
+    dataclass, hence object.__setattr__) changes nothing, while a new document with that text is parsed."""
+    doc = text_doc(INVOICE)
+    first = await engine.run_pass(request(inputs={"input-file-document": doc}))
+    assert first.output == EXPECTED_INVOICE
+    blank = "nothing to extract here"
+    object.__setattr__(doc, "text", blank)  # a parse that ran again would find no field at all
+    object.__setattr__(doc, "pages", (blank,))
+    again = [(await engine.run_pass(request(inputs={"d": doc}, pass_index=i))).output for i in range(1, 4)]
+    assert again == [EXPECTED_INVOICE] * 3
+    fresh = await engine.run_pass(request(inputs={"d": text_doc(blank)}))  # the check above can fail
+    assert fresh.output["invoice_number"] is None and fresh.output["line_items"] is None
 
-    calls: list[str] = []
-    original = simulated._extract_document
-
-    def counting(doc: Document, schema: Any) -> Any:
-        calls.append(doc.content_id)
-        return original(doc, schema)
-
-    monkeypatch.setattr(simulated, "_extract_document", counting)
-    first = await engine.run_pass(request())
+    # Never shared: mutating one pass's output, at any depth, changes no other pass's output.
+    first.output["line_items"][0]["quantity"] = 99
     first.output["line_items"].clear()
+    first.output["vendor"]["name"] = "mutated"
     first.output["invoice_number"] = "mutated"
-    outs = [(await engine.run_pass(request(pass_index=i))).output for i in range(1, 4)]
-    assert len(calls) == 1
-    assert all(o == EXPECTED_INVOICE for o in outs)
+    again[0]["customer"]["name"] = "mutated"
+    again[0]["tags"].append("mutated")
+    assert again[1] == again[2] == EXPECTED_INVOICE
+    later = await engine.run_pass(request(inputs={"input-file-document": doc}, pass_index=4))
+    assert later.output == EXPECTED_INVOICE
+
+
+async def test_disagreeing_passes_never_share_output(engine: SimulatedEngine) -> None:
+    """With `disagreement`, outputs are perturbed copies of the cached parse: mutating one (deeply)
+    changes neither the parse nor a rerun of the same pass (which is deterministic)."""
+    req = request(simulation={"disagreement": 0.5}, pass_index=2)
+    out = (await engine.run_pass(req)).output
+    snapshot = copy.deepcopy(out)
+    out["line_items"][0]["description"] = "mutated"
+    out["line_items"].append({"description": "extra"})
+    out["vendor"]["name"] = "mutated"
+    out["tags"].clear()
+    assert (await engine.run_pass(req)).output == snapshot
+    assert (await engine.run_pass(request())).output == EXPECTED_INVOICE
 
 
 async def test_huge_integers_survive(engine: SimulatedEngine) -> None:

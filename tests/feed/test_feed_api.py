@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -10,7 +12,7 @@ import anyio
 import pytest
 
 from orchestrator.api.keys import SERVICES
-from tests.conftest import API_KEY, AUTH, Api
+from tests.conftest import API_KEY, AUTH, INVOICE_SCHEMA, Api
 from tests.feed.conftest import FeedFactory, Sse, app_of, experiment_run, result_ids, sse_messages
 
 EVENT_KEYS = {"seq", "gseq", "run_id", "type", "run"}
@@ -237,20 +239,116 @@ async def test_shutdown_ends_every_stream_with_a_last_event(feed_api: FeedFactor
     assert ws_seen[-1]["type"] == "shutdown" and ws.close_code == 1001
 
 
-async def test_keepalive_comment_and_websocket_ping(feed_api: FeedFactory) -> None:
-    api = await feed_api(feed_ping_s=0.05)
-    run_id = await experiment_run(api, 5, latency_ms=500)
+PING_S = 0.05
+CLOCK_SLACK_S = 0.01  # an event's `ts` and a ping's arrival are both read from this machine's wall clock
+
+
+@dataclass
+class Received:
+    """What a feed client got, in order: events (their JSON) and keep-alives (`: ping` / a WS ping)."""
+
+    t0: float  # time.monotonic() just before the request went out
+    items: list[tuple[float, float, dict[str, Any] | None]] = field(default_factory=list)  # (mono, wall, event)
+    pings: int = 0
+    two_pings: anyio.Event = field(default_factory=anyio.Event)
+
+    def add(self, event: dict[str, Any] | None) -> None:
+        """An event, or a keep-alive (None), as it arrives."""
+        self.items.append((time.monotonic(), time.time(), event))
+        if event is None:
+            self.pings += 1
+            if self.pings == 2:
+                self.two_pings.set()
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [e for _, _, e in self.items if e is not None]
+
+    def assert_pings_only_when_idle(self) -> int:
+        """Every keep-alive follows at least PING_S of silence: the k-th comes no sooner than k * PING_S
+        after the request, and none sooner than PING_S after the event before it was published (its
+        `ts`), so none is sent while events flow. Returns how many there were."""
+        last_ts: float | None = None
+        pings = 0
+        for mono, wall, event in self.items:
+            if event is not None:
+                last_ts = event["ts"]
+                continue
+            pings += 1
+            assert mono - self.t0 >= pings * PING_S, f"ping {pings} after {mono - self.t0:.3f} s"
+            if last_ts is not None:
+                assert wall - last_ts >= PING_S - CLOCK_SLACK_S, f"a ping {wall - last_ts:.3f} s after an event"
+        return pings
+
+
+async def sse_feed(api: Api, run_id: str, got: Received) -> None:
     resp = await api.client.get(run_path(run_id) + "/events", headers=AUTH)
-    with anyio.fail_after(30):
-        async for msg in sse_messages(resp):
-            if msg.comment == "ping":
-                break
+    assert resp.status == 200
+    async for msg in sse_messages(resp):
+        if msg.comment is not None:
+            assert msg.comment == "ping"
+        got.add(None if msg.comment is not None else msg.data)
     resp.close()
+
+
+async def ws_feed(api: Api, run_id: str, got: Received) -> None:
     ws = await api.client.ws_connect(run_path(run_id) + "/ws", headers=AUTH, autoping=False)
-    with anyio.fail_after(30):
-        while (await ws.receive()).type != aiohttp.WSMsgType.PING:
-            pass
+    while (msg := await ws.receive()).type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING):
+        got.add(msg.json() if msg.type == aiohttp.WSMsgType.TEXT else None)
+    assert msg.type == aiohttp.WSMsgType.CLOSE and ws.close_code == 1000, (msg, ws.close_code)
     await ws.close()
+
+
+async def test_keepalives_are_sent_when_idle_and_only_then(feed_api: FeedFactory) -> None:
+    """SSE (`: ping` comment) and WebSocket (protocol ping) alike: an idle stream gets a keep-alive every
+    feed_ping_s, and a stream whose events flow gets none within feed_ping_s of an event."""
+    api = await feed_api(feed_ping_s=PING_S)
+    idle = await experiment_run(api, 2, latency_ms=60_000)  # nothing finishes until it is cancelled
+    busy = await jittered_run(api, 40, jitter_ms=800)  # children finish all along, at uneven intervals
+    feeds = [(sse_feed, idle), (ws_feed, idle), (sse_feed, busy), (ws_feed, busy)]
+    got = [Received(time.monotonic()) for _ in feeds]
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for (read, run_id), received in zip(feeds, got, strict=True):
+                tg.start_soon(read, api, run_id, received)
+            with anyio.fail_after(20):  # two pings take 2 * PING_S; fail fast when none ever comes
+                await got[0].two_pings.wait()
+                await got[1].two_pings.wait()
+            await api.post(run_path(idle) + "/cancel", expect=200)
+    for received, (_, run_id) in zip(got, feeds, strict=True):
+        events = received.events
+        assert events[0]["type"] == "snapshot" and events[-1]["type"] == "run.finished"
+        pings = received.assert_pings_only_when_idle()
+        if run_id == idle:
+            assert pings >= 2 and events[-1]["run"]["lifecycle"]["status"] == "cancelled"
+        else:
+            finished = [e for e in events if e["type"] == "child.finished"]
+            assert len(finished) + snapshot_finished(events[0]) == 40
+            assert events[-1]["run"]["lifecycle"]["status"] == "completed"
+
+
+async def jittered_run(api: Api, n: int, *, jitter_ms: float) -> str:
+    """A running experiment over n JSON documents whose passes take 0..jitter_ms each."""
+    wf = await api.post("/v1/workflows", {"name": "wf", "project_id": "p"}, expect=201)
+    config = {"model": "simulated", "json_schema": INVOICE_SCHEMA, "simulation": {"jitter_ms": jitter_ms}}
+    block = await api.post(
+        "/v1/workflows/blocks",
+        {"workflow_id": wf["id"], "type": "extract", "label": "Extract", "config": config},
+        expect=201,
+    )
+    docs = [{"handle_inputs": {"input-json-0": {"type": "json", "data": {"doc": i}}}} for i in range(n)]
+    exp = await api.post(
+        "/v1/workflows/experiments",
+        {"workflow_id": wf["id"], "block_id": block["id"], "name": "jitter", "n_consensus": 3, "documents": docs},
+        expect=201,
+    )
+    run = await api.post("/v1/workflows/experiments/runs", {"experiment_id": exp["id"]}, expect=201)
+    return str(run["id"])
+
+
+def snapshot_finished(snapshot: dict[str, Any]) -> int:
+    counts = snapshot["run"]["counts"]["lifecycle_counts"]
+    return int(counts["completed"] + counts["error"])
 
 
 @pytest.mark.parametrize(
