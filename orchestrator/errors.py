@@ -34,11 +34,6 @@ class Unauthorized(OrchestratorError):
     code = "unauthorized"
 
 
-class Forbidden(OrchestratorError):
-    status = 403
-    code = "forbidden"
-
-
 class NotFound(OrchestratorError):
     status = 404
     code = "not_found"

@@ -1,13 +1,15 @@
-"""Prefixed ids, canonical-JSON fingerprints and timestamps."""
+"""Prefixed ids and the id-prefix → kind table, canonical JSON and fingerprints, timestamps."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -15,6 +17,13 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Ids need uniqueness, not secrecy (capabilities such as upload URLs are signed separately); one
 # urandom seed instead of a syscall per id keeps the event loop from stalling under load.
 _rng = random.Random(os.urandom(16))
+
+RunKind = Literal["eval", "test", "experiment"]
+RUN_KINDS: tuple[RunKind, ...] = ("eval", "test", "experiment")
+# The one table of prefixes: a run's id says its kind, and so does each of its results.
+RUN_PREFIX: Mapping[RunKind, str] = {"eval": "wfevalrun", "test": "wftestrun", "experiment": "exprun"}
+RESULT_PREFIX: Mapping[RunKind, str] = {"eval": "wfresult", "test": "wftestresult", "experiment": "expresult"}
+CHECK_PREFIX: Mapping[str, str] = {"eval": "wfnodeeval", "test": "wfnodetest"}
 
 
 def new_id(prefix: str) -> str:
@@ -27,8 +36,44 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{head}{_rng.getrandbits(48):012x}"
 
 
+def new_run_id(kind: RunKind) -> str:
+    return new_id(RUN_PREFIX[kind])
+
+
+def run_kind_of(run_id: str) -> RunKind | None:
+    """`wfevalrun_…` → eval, `wftestrun_…` → test, `exprun_…` → experiment; None for anything else."""
+    prefix, sep, _ = run_id.partition("_")
+    for kind, known in RUN_PREFIX.items():
+        if sep and prefix == known:
+            return kind
+    return None
+
+
+_JSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, bytes):
+        return hashlib.sha256(obj).hexdigest()
+    return str(obj)
+
+
+def canonical_encode(value: Any) -> tuple[bytes, bool]:
+    """`canonical_json(value)`, and whether orjson wrote it. False when the stdlib did, for what orjson
+    refuses (integers beyond 64 bits, lone surrogates): read those bytes back with `json.loads`, since
+    `orjson.loads` would turn such integers into floats."""
+    try:
+        return orjson.dumps(value, default=_default, option=_JSON_OPTIONS), True
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=_default, sort_keys=True, separators=(",", ":")).encode(), False
+
+
 def canonical_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    """The one canonical form (keys sorted, no spaces, UTF-8) that fingerprints, seeds and comparison
+    keys are computed over. Objects JSON lacks are written as `str()` (bytes as their SHA-256)."""
+    return canonical_encode(value)[0]
 
 
 def fingerprint(value: Any) -> str:

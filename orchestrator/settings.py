@@ -22,7 +22,19 @@ class Settings:
     )
     models: str = _opt("", "TOML file routing model names to engines", "ORCHESTRATOR_MODELS")
     demo: bool = _opt(True, "create the Invoice demo workflow on first start", "ORCHESTRATOR_DEMO")
-    max_concurrency: int = _opt(32, "model passes in flight across all runs", "ORCHESTRATOR_MAX_CONCURRENCY")
+    workers: int = _opt(
+        os.cpu_count() or 1,
+        "runner processes to start beside the API (0 = run in the API process, for tests and debugging)",
+        "ORCHESTRATOR_WORKERS",
+    )
+    api_only: bool = _opt(
+        False,
+        "serve the API and the feed only; runs are executed by `orchestrator worker` processes",
+        "ORCHESTRATOR_API_ONLY",
+    )
+    max_concurrency: int = _opt(
+        32, "model passes in flight across all runs and all workers", "ORCHESTRATOR_MAX_CONCURRENCY"
+    )
     per_run_concurrency: int = _opt(
         0, "children in flight per run (0 = no cap beyond max_concurrency)", "ORCHESTRATOR_PER_RUN_CONCURRENCY"
     )
@@ -35,6 +47,17 @@ class Settings:
     pass_timeout_s: float = _opt(300.0, "timeout of one model pass, seconds", "ORCHESTRATOR_PASS_TIMEOUT")
     pass_retries: int = _opt(3, "retries of a pass after a transient error", "ORCHESTRATOR_PASS_RETRIES")
     retry_base_s: float = _opt(0.5, "base delay of the exponential retry backoff, seconds", "ORCHESTRATOR_RETRY_BASE")
+    lease_s: float = _opt(
+        10.0, "a worker's claim on children lasts this long unless renewed by its heartbeat", "ORCHESTRATOR_LEASE_S"
+    )
+    heartbeat_s: float = _opt(
+        1.0,
+        "how often a worker renews its leases; it is presumed dead after 3 missed beats",
+        "ORCHESTRATOR_HEARTBEAT_S",
+    )
+    poll_s: float = _opt(
+        0.25, "how often workers and the feed look at the store when no wake-up came", "ORCHESTRATOR_POLL_S"
+    )
     commit_interval_ms: float = _opt(
         5.0, "how long finished children may wait to be committed together", "ORCHESTRATOR_COMMIT_INTERVAL_MS"
     )

@@ -32,6 +32,7 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "db": str(tmp_path / "test.db"),
         "api_key": API_KEY,
         "demo": False,
+        "workers": 0,  # the runner in this process: tests reach its scheduler (worker processes: tests/e2e)
         "commit_interval_ms": 2.0,
         "retry_base_s": 0.001,
     }

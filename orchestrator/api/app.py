@@ -1,8 +1,7 @@
-"""create_app(settings) → web.Application. cleanup_ctx owns the store, engines, feed hub and runner."""
+"""create_app(settings) → web.Application. cleanup_ctx owns the store, engines, feed tail and runner host."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,46 +11,48 @@ from aiohttp import web
 from orchestrator import __version__
 from orchestrator.api import openapi
 from orchestrator.api.http import json_response
-from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS
+from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS, services
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
 from orchestrator.api.routes import checks, experiments, feed, files, runs, workflows
 from orchestrator.api.routes import web as web_routes
-from orchestrator.api.services import Services
 from orchestrator.api.sessions import Sessions
 from orchestrator.engines.router import EngineRouter
 from orchestrator.feed.hub import Hub
-from orchestrator.runner.recovery import resume_open_runs
-from orchestrator.runner.scheduler import Scheduler
+from orchestrator.feed.tail import FeedTail
+from orchestrator.runner.host import RunnerHost
+from orchestrator.service import Services
 from orchestrator.settings import Settings
 from orchestrator.store import open_store
+from orchestrator.wire import render
 
 log = logging.getLogger("orchestrator.api")
-extra = web.RouteTableDef()
 
 
-@extra.get("/v1/health")
 async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "version": __version__})
 
 
-@extra.get("/v1/openapi.json")
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(openapi.build(request.app))
 
 
-@extra.get("/v1/engines")
 async def engines(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    return json_response(
-        {
-            "data": services.router.describe(),
-            "settings": {
-                "max_concurrency": services.settings.max_concurrency,
-                "pass_timeout_s": services.settings.pass_timeout_s,
-                "pass_retries": services.settings.pass_retries,
-            },
-        }
-    )
+    """The engine routes in force and the limits every pass runs under."""
+    described, limits = services(request).engines()
+    return json_response(render.engines(described, limits))
+
+
+async def workers(request: web.Request) -> web.Response:
+    """The runner processes alive, with how many children each holds now."""
+    return json_response({"data": [render.worker(w) for w in await services(request).workers()]})
+
+
+extra = [
+    web.get("/v1/health", health),
+    web.get("/v1/openapi.json", openapi_json),
+    web.get("/v1/engines", engines),
+    web.get("/v1/workers", workers),
+]
 
 
 def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web.Application:
@@ -64,7 +65,8 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
     app[SETTINGS] = settings
     app[SESSIONS] = Sessions(keys[0])
     app[HUB] = hub = Hub(settings.feed_buffer)
-    # Static segments first: /workflows/evals/runs before /workflows/evals/{id} before /workflows/{id}.
+    # Static segments first: /workflows/evals/runs (runs) before /workflows/evals/{id} (checks) before
+    # /workflows/{id} (workflows, last).
     for table in (
         extra,
         runs.routes,
@@ -81,34 +83,19 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         # Routes first: a bad models file must fail before the database (and its threads) is open.
         engine_router = router or EngineRouter.from_file(settings.models or None)
         store = open_store(settings.db)
+        # Every committed event reaches the hub through the tail, in commit order, whoever committed it.
+        tail = FeedTail(store, hub, poll_s=settings.poll_s)
+        store.set_broker(tail)
         await store.open()
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        stop = anyio.Event()
-
-        async def host() -> None:
-            # The scheduler's task group must be entered and exited in one task; aiohttp may run the
-            # two halves of a cleanup context in different tasks, so one owned task hosts it.
-            async with Scheduler(settings, store, engine_router, hub) as scheduler:
-                app[SERVICES] = Services(settings, store, scheduler, engine_router)
-                await resume_open_runs(store, scheduler)
-                ready.set_result(None)
-                await stop.wait()
-                hub.close_all()
-
-        host_task = loop.create_task(host())
+        host = RunnerHost(settings, store, engine_router, tail)
         try:
-            # Whichever comes first: ready, or host() failing during start-up (surfaced by result()).
-            await asyncio.wait([host_task, ready], return_when=asyncio.FIRST_COMPLETED)
-            if host_task.done():
-                host_task.result()
+            control = await host.start()
+            app[SERVICES] = Services(settings, store, control, engine_router)
             yield
         finally:
-            stop.set()
             with anyio.CancelScope(shield=True):
-                await asyncio.wait([host_task])
-                if not host_task.cancelled() and host_task.exception() is not None:
-                    log.error("runner stopped with an error", exc_info=host_task.exception())
+                hub.close_all()
+                await host.stop()
                 await engine_router.aclose()
                 await store.close()
 

@@ -9,9 +9,12 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.core.enums import lenient_enum
+from orchestrator.core.lifecycle import OPEN, TERMINAL
 from orchestrator.errors import BadRequest, Unprocessable
 from orchestrator.ids import iso, parse_iso
-from orchestrator.store.sqlite.paging import Page, PageRequest
+from orchestrator.store import Page, PageRequest
+from orchestrator.wire.validation import validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,15 +27,6 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 
 def no_content() -> web.Response:
     return web.Response(status=204)
-
-
-def validation_error(exc: ValidationError, where: str = "body") -> Unprocessable:
-    errors = [
-        {"loc": [where, *[str(p) for p in e["loc"]]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_context=False)
-    ]
-    first = errors[0] if errors else {"loc": [where], "msg": "invalid"}
-    return Unprocessable(f"Invalid request: {'.'.join(first['loc'])}: {first['msg']}", details={"errors": errors})
 
 
 async def raw_json(request: web.Request) -> Any:
@@ -59,15 +53,6 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise validation_error(exc) from exc
 
 
-def lenient_enum(value: str | None) -> str | None:
-    """`ExperimentRunMetricsView.BY_TARGET` (an enum member rendered by Python) → `by_target`."""
-    if value is None:
-        return None
-    if "." in value and value.split(".", 1)[0][:1].isupper():
-        return value.rsplit(".", 1)[1].lower()
-    return value
-
-
 def q(request: web.Request, name: str, default: str | None = None) -> str | None:
     """A free-text parameter (ids, filenames, target paths): returned exactly as sent."""
     value = request.query.get(name)
@@ -79,7 +64,8 @@ def q(request: web.Request, name: str, default: str | None = None) -> str | None
 def q_enum(request: web.Request, name: str, default: str | None = None) -> str | None:
     """An enum-valued parameter: `Class.MEMBER` is read as `member`. Never use it on free text,
     where `Alpha.txt` or `Vendor.Name` would be mangled."""
-    return lenient_enum(q(request, name, default))
+    value: str | None = lenient_enum(q(request, name, default))
+    return value
 
 
 def q_required(request: web.Request, name: str) -> str:
@@ -96,7 +82,7 @@ def q_list(request: web.Request, name: str) -> list[str]:
     """Repeated keys (`?statuses=a&statuses=b`) and comma-joined values (seed era) both work."""
     out: list[str] = []
     for raw in request.query.getall(name, []):
-        out += [v for v in (lenient_enum(p.strip()) for p in raw.split(",")) if v]
+        out += [str(v) for v in (lenient_enum(p) for p in raw.split(",")) if v]
     return out
 
 
@@ -167,3 +153,32 @@ def page_request(request: web.Request, default_limit: int = 50, default_order: s
 
 def page_json(page: Page, items: list[Any]) -> dict[str, Any]:
     return {"data": items, "list_metadata": {"before": page.before, "after": page.after}}
+
+
+STATUSES = OPEN | TERMINAL
+
+
+def run_filters(request: web.Request, check_key: str) -> dict[str, Any]:
+    """The run list filters (status, dates, ids …); `check_key` names the saved-check id parameter."""
+    statuses = q_list(request, "statuses") + q_list(request, "status")
+    excluded = q_list(request, "exclude_status") + q_list(request, "exclude_statuses")
+    bad = [s for s in statuses + excluded if s not in STATUSES]
+    if bad:
+        raise Unprocessable(
+            f"Unknown status {bad[0]!r}",
+            details={
+                "errors": [{"loc": ["query", "status"], "msg": f"must be one of {sorted(STATUSES)}", "type": "enum"}]
+            },
+        )
+    return {
+        "workflow_id": q(request, "workflow_id"),
+        "check_id": q(request, check_key),
+        "experiment_id": q(request, "experiment_id"),
+        "block_id": q(request, "block_id"),
+        "target_block_id": q(request, "target_block_id"),
+        "statuses": statuses,
+        "exclude_statuses": excluded,
+        "trigger_types": q_list(request, "trigger_type") + q_list(request, "trigger_types"),
+        "from_date": q_date(request, "from_date"),
+        "to_date": q_date(request, "to_date", end_of_day=True),
+    }

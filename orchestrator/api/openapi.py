@@ -49,10 +49,11 @@ def build(app: web.Application) -> dict[str, Any]:
         path = info.get("path") or info.get("formatter")
         if not path or not str(path).startswith("/v1") or route.method == "HEAD":
             continue
+        handler = getattr(route.handler, "func", route.handler)  # a functools.partial: its function
         op: dict[str, Any] = {
-            # Handlers registered in loops share a __name__; (method, path) is unique.
+            # One handler can serve both dialects (evals, tests): (method, path) is what is unique.
             "operationId": route.method.lower() + "_" + re.sub(r"[^0-9A-Za-z]+", "_", str(path)).strip("_"),
-            "summary": str(getattr(route.handler, "__doc__", None) or getattr(route.handler, "__name__", "")).strip(),
+            "summary": str(getattr(handler, "__doc__", None) or getattr(handler, "__name__", "")).strip(),
             "responses": {"200": {"description": "OK"}, "4XX": {"description": "Retab error envelope"}},
             "parameters": [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _params(str(path))

@@ -17,9 +17,11 @@ import aiohttp
 import anyio
 import orjson
 
+from orchestrator.ids import RUN_PREFIX, run_kind_of
+
 Transport = Literal["sse", "ws"]
 FeedMode = Literal["all", "progress"]
-RUN_KINDS = {"wfevalrun_": "evals", "wftestrun_": "tests", "exprun_": "experiments"}
+_COLLECTION = {"eval": "evals", "test": "tests", "experiment": "experiments"}
 
 
 class ClientError(Exception):
@@ -59,10 +61,11 @@ def _error_from(status: int, body: bytes) -> ClientError:
 
 def run_path(run_id: str) -> str:
     """The REST path of a run, from its id prefix."""
-    for prefix, kind in RUN_KINDS.items():
-        if run_id.startswith(prefix):
-            return f"/v1/workflows/{kind}/runs/{run_id}"
-    raise ValueError(f"not a run id: {run_id!r} (expected wfevalrun_…, wftestrun_… or exprun_…)")
+    kind = run_kind_of(run_id)
+    if kind is None:
+        *first, last = [f"{prefix}_…" for prefix in RUN_PREFIX.values()]
+        raise ValueError(f"not a run id: {run_id!r} (expected {', '.join(first)} or {last})")
+    return f"/v1/workflows/{_COLLECTION[kind]}/runs/{run_id}"
 
 
 class Client:

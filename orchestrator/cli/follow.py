@@ -13,16 +13,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 from orchestrator.cli.client import Client, ClientError
 from orchestrator.cli.common import EXIT_UNAVAILABLE, CliError
+from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.ids import run_kind_of
 
-TERMINAL = frozenset({"completed", "error", "cancelled"})
 POLL_S = 0.25  # only when the server has no live feed (e.g. a remote API without /events)
 
 
 def run_kind(run: dict[str, Any]) -> str:
-    rid = str(run.get("id", ""))
-    if rid.startswith("exprun_") or run.get("object") == "experiment_run":
+    kind = run_kind_of(str(run.get("id", "")))
+    if kind == "experiment" or run.get("object") == "experiment_run":
         return "experiment"
-    if rid.startswith("wftestrun_") or run.get("object") == "workflow_test_run":
+    if kind == "test" or run.get("object") == "workflow_test_run":
         return "test"
     return "eval"
 

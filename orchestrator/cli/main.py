@@ -1,4 +1,4 @@
-"""Command line: `serve`, and the client commands `run`, `watch`, `runs`, `workflows`, `import`."""
+"""Command line: `serve`, `worker`, and the client commands `run`, `watch`, `runs`, `workflows`, `import`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="start the server", description="Start the HTTP server.")
     settings_mod.add_arguments(serve_p)
+    worker_p = sub.add_parser(
+        "worker",
+        help="run a worker process over a store",
+        description="Run children of any open run of the store given by --db (the server's settings apply:"
+        " --models, --max-concurrency …). Stops on SIGTERM/SIGINT after committing what finished.",
+    )
+    settings_mod.add_arguments(worker_p)
     cli_args.add_client_parsers(sub)
     return parser
 
@@ -40,4 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "worker":
+        from orchestrator.cli.worker import worker
+
+        try:
+            return worker(settings_mod.from_sources(args))
+        except (ValueError, OrchestratorError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return cli_args.dispatch(args)

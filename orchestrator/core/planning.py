@@ -1,8 +1,9 @@
-"""What a run will execute: its children and the fingerprints that identify the work."""
+"""What a run will execute: its children and the fingerprints that identify the work (spec §3.6)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.ids import fingerprint
@@ -49,6 +50,15 @@ def draft_version_id(blocks: Sequence[Mapping[str, Any]], edges: Sequence[Mappin
     return "draft_" + draft_fingerprint(blocks, edges)
 
 
+def published_version(draft_version: str, description: str, published_at: str) -> dict[str, Any]:
+    """What publishing records: the draft as it is now, under a version id derived from it."""
+    return {
+        "version_id": "ver_" + draft_version.removeprefix("draft_"),
+        "published_at": published_at,
+        "description": description,
+    }
+
+
 def handle_inputs_fingerprint(handle_inputs: Mapping[str, Any]) -> str:
     return fingerprint(dict(handle_inputs))
 
@@ -65,6 +75,17 @@ def metrics_validity_fingerprint(block_fp: str, documents_fp: str) -> str:
     return fingerprint([block_fp, documents_fp, METRICS_VERSION])
 
 
+def check_fingerprints(block: Mapping[str, Any], source: Mapping[str, Any] | None, assertion: Any) -> dict[str, str]:
+    """The fingerprints a run of one saved check records, computed from the check and its block now."""
+    bfp = block_execution_fingerprint(block["type"], block.get("config"))
+    ifp = handle_inputs_fingerprint((source or {}).get("handle_inputs") or {})
+    return {
+        "block_execution_fingerprint": bfp,
+        "handle_inputs_fingerprint": ifp,
+        "validity_fingerprint": validity_fingerprint(bfp, ifp, assertion or {}),
+    }
+
+
 def effective_n(block_config: Mapping[str, Any] | None, override: int | None) -> int:
     """Passes per child: the run's override, else the block's n_consensus, else 1."""
     if override:
@@ -77,12 +98,64 @@ def effective_n(block_config: Mapping[str, Any] | None, override: int | None) ->
     return max(1, min(n, 15))
 
 
-def scope_checks(checks: Sequence[Mapping[str, Any]], scope: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    """scope single / block / workflow / omitted → the saved checks the run will execute, in order."""
+@dataclass(frozen=True)
+class CheckRunPlan:
+    """An eval/test run before it is stored: what it targets, one child per saved check, its fingerprints."""
+
+    check_id: str | None
+    block_id: str | None
+    children: list[dict[str, Any]]
+    fingerprints: dict[str, str]
+
+
+def scope_target(scope: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """(check id, block id) named by a run scope: `single` names a check, `block` a block, `workflow` neither."""
     kind = (scope or {}).get("type", "workflow")
-    if kind == "single":
-        wanted = scope.get("eval_id") or scope.get("test_id") if scope else None
-        return [c for c in checks if c["id"] == wanted]
-    if kind == "block":
-        return [c for c in checks if c["block_id"] == (scope or {}).get("block_id")]
-    return list(checks)
+    if scope and kind == "single":
+        return scope.get("eval_id") or scope.get("test_id"), None
+    if scope and kind == "block":
+        return None, scope.get("block_id")
+    return None, None
+
+
+def plan_check_run(
+    scope: Mapping[str, Any] | None, checks: Sequence[Mapping[str, Any]], blocks: Mapping[str, Mapping[str, Any]]
+) -> CheckRunPlan:
+    """`checks` are the saved checks in scope, in run order; `blocks` the workflow's blocks by id."""
+    check_id, block_id = scope_target(scope)
+    if check_id and checks:
+        block_id = str(checks[0]["block_id"])
+    children = [
+        {
+            "check_id": c["id"],
+            "block_id": c["block_id"],
+            "block_type": (blocks.get(c["block_id"]) or {}).get("type", "extract"),
+            "handle_inputs": (c.get("source") or {}).get("handle_inputs", {}),
+        }
+        for c in checks
+    ]
+    return CheckRunPlan(check_id, block_id, children, run_fingerprints(block_id, checks, blocks))
+
+
+def run_fingerprints(
+    block_id: str | None, checks: Sequence[Mapping[str, Any]], blocks: Mapping[str, Mapping[str, Any]]
+) -> dict[str, str]:
+    """What decides whether an eval/test run's verdicts still hold: the inputs of its checks, their
+    assertions, and the executable config of the block (one block's scope) or blocks (a workflow's)."""
+    ifp = handle_inputs_fingerprint({c["id"]: (c.get("source") or {}).get("handle_inputs", {}) for c in checks})
+    fps = {"input_fingerprint": ifp}
+    assertions = [c.get("assertion") for c in checks]
+    if block_id:
+        if block_id in blocks:
+            b = blocks[block_id]
+            bfp = block_execution_fingerprint(b["type"], b.get("config"))
+            fps["block_execution_fingerprint"] = bfp
+            fps["validity_fingerprint"] = validity_fingerprint(bfp, ifp, assertions)
+        return fps
+    used = sorted({str(c["block_id"]) for c in checks if c["block_id"] in blocks})
+    blocks_fp = fingerprint(
+        {bid: block_execution_fingerprint(blocks[bid]["type"], blocks[bid].get("config")) for bid in used}
+    )
+    fps["blocks_fingerprint"] = blocks_fp
+    fps["validity_fingerprint"] = validity_fingerprint(blocks_fp, ifp, assertions)
+    return fps

@@ -11,9 +11,12 @@ import logging
 from importlib import resources
 from typing import Any
 
-from orchestrator.api.services import Services, validate_block_config
-from orchestrator.store.sqlite.paging import PageRequest
+from orchestrator.service import Services
+from orchestrator.store import PageRequest
 from orchestrator.wire import requests as rq
+from orchestrator.wire.dialects import EVAL
+
+AnyServices = Services[Any]  # whichever runner the caller has
 
 DEMO_NAME = "Invoice demo"
 EXPERIMENT_NAME = "Invoice consensus (5 passes)"
@@ -112,10 +115,10 @@ def invoice_files() -> list[tuple[str, bytes]]:
     return sorted((f.name, f.read_bytes()) for f in folder.iterdir() if f.name.endswith(".txt"))
 
 
-async def demo_exists(services: Services) -> bool:
+async def demo_exists(services: AnyServices) -> bool:
     req = PageRequest(limit=500)
     while True:
-        page = await services.store.workflows.list_workflows(req, project_id=None, sort_by="created_at")
+        page = await services.workflows.list_workflows(req, project_id=None, sort_by="created_at")
         if any(row["name"] == DEMO_NAME for row in page.rows):
             return True
         if not page.after:
@@ -128,44 +131,45 @@ def _file_input(file_row: dict[str, Any]) -> dict[str, Any]:
     return {HANDLE: {"type": "file", "document": doc}}
 
 
-async def ensure_demo(services: Services) -> None:
+async def ensure_demo(services: AnyServices) -> None:
     """Create the Invoice demo unless a workflow of that name exists (the user may have edited it)."""
     if await demo_exists(services):
         return
-    store = services.store
-    wf = await store.workflows.create_workflow(
-        name=DEMO_NAME,
-        description="Sample invoices on the offline simulated engine: saved evals and a consensus experiment.",
-        project_id=None,
+    wf = await services.workflows.create_workflow(
+        rq.CreateWorkflow(
+            name=DEMO_NAME,
+            description="Sample invoices on the offline simulated engine: saved evals and a consensus experiment.",
+        )
     )
     try:
         await _fill(services, wf["id"])
     except Exception:
         # A half-built demo would be skipped forever by the name check: remove it, retry next start.
-        await services.delete_workflow(wf["id"])
+        await services.workflows.delete_workflow(wf["id"])
         raise
     logging.getLogger("orchestrator").info("created the %s workflow %s", DEMO_NAME, wf["id"])
 
 
-async def _fill(services: Services, workflow_id: str) -> None:
-    store = services.store
-    start = next(b for b in await store.workflows.all_blocks(workflow_id) if b["type"] == "start_document")
-    validate_block_config("extract", BLOCK_CONFIG)
-    block = await store.workflows.create_block(
-        workflow_id, {"type": "extract", "label": "Extract invoice", "config": BLOCK_CONFIG, "position_x": 320}
+async def _fill(services: AnyServices, workflow_id: str) -> None:
+    blocks = await services.workflows.list_blocks(workflow_id, PageRequest(limit=10))
+    start = next(b for b in blocks.rows if b["type"] == "start_document")
+    block = await services.workflows.create_block(
+        rq.CreateBlock(
+            workflow_id=workflow_id, type="extract", label="Extract invoice", config=BLOCK_CONFIG, position_x=320
+        )
     )
-    await store.workflows.create_edge(
-        workflow_id,
-        {
-            "source_block": start["id"],
-            "target_block": block["id"],
-            "source_handle": "output-file-0",
-            "target_handle": HANDLE,
-        },
+    await services.workflows.create_edge(
+        rq.CreateEdge(
+            workflow_id=workflow_id,
+            source_block=start["id"],
+            target_block=block["id"],
+            source_handle="output-file-0",
+            target_handle=HANDLE,
+        )
     )
     files: dict[str, dict[str, Any]] = {}
     for name, data in invoice_files():
-        files[name] = await store.files.create_complete(filename=name, mime_type="text/plain", data=data)
+        files[name] = await services.files.store_bytes(filename=name, mime_type="text/plain", data=data)
     for name, filename, assertion in DEMO_EVALS:
         body = rq.CreateCheck.model_validate(
             {
@@ -176,8 +180,8 @@ async def _fill(services: Services, workflow_id: str) -> None:
                 "assertion": assertion,
             }
         )
-        await services.create_check("eval", workflow_id, body)
-    await services.create_experiment(
+        await services.checks.create(EVAL, workflow_id, body)
+    await services.experiments.create(
         rq.CreateExperiment.model_validate(
             {
                 "workflow_id": workflow_id,

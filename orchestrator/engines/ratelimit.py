@@ -73,6 +73,13 @@ class TokenBucket:
                     return
                 await self._sleep((need - self._level) / self._rate)
 
+    def scale(self, fraction: float) -> None:
+        """This process's part of a quota shared with other workers: rate and burst both scale."""
+        self._refill()
+        self._rate = self.per_minute * fraction / 60.0
+        self.capacity = float(self.per_minute * fraction)
+        self._level = min(self._level, self.capacity)
+
     def debit(self, amount: float) -> None:
         """Charge (or, when negative, refund) units without waiting; the level may go below zero."""
         self._refill()
@@ -96,6 +103,11 @@ class ProviderLimiter:
     @property
     def enabled(self) -> bool:
         return self.requests is not None or self.tokens is not None
+
+    def scale(self, fraction: float) -> None:
+        for bucket in (self.requests, self.tokens):
+            if bucket is not None:
+                bucket.scale(fraction)
 
     async def acquire(self, tokens: float = 0.0) -> None:
         if self.requests is not None:

@@ -204,6 +204,7 @@ class EngineRouter:
         self._environ = environ
         self._factories = {**DEFAULT_FACTORIES, **(factories or {})}
         self._engines: dict[int, Engine] = {}
+        self._share = 1.0
 
     @classmethod
     def from_file(
@@ -224,10 +225,6 @@ class EngineRouter:
     @property
     def environ(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
-
-    def route_for(self, model: str) -> Route | None:
-        index = self._index(model)
-        return None if index is None else self.routes[index]
 
     def _index(self, model: str) -> int | None:
         for index, route in enumerate(self.routes):
@@ -253,7 +250,16 @@ class EngineRouter:
             route = self.routes[index]
             engine = self._factories[route.engine](route, self.environ)
             self._engines[index] = engine
+            if self._share != 1.0:
+                _set_share(engine, self._share)
         return engine
+
+    def set_share(self, fraction: float) -> None:
+        """This process is one of several workers: provider limits (requests and tokens per minute,
+        concurrency per route) are split so that they hold for all workers together."""
+        self._share = fraction
+        for engine in self._engines.values():
+            _set_share(engine, fraction)
 
     def describe(self) -> list[dict[str, Any]]:
         """The routes in force, for `GET /v1/engines`. Says whether a key is set, never the key."""
@@ -285,3 +291,9 @@ class EngineRouter:
                 await engine.aclose()
             except Exception:  # one engine failing to close must not leak the others
                 log.exception("closing engine %s failed", engine.name)
+
+
+def _set_share(engine: Engine, fraction: float) -> None:
+    setter = getattr(engine, "set_share", None)  # engines without provider limits have none
+    if setter is not None:
+        setter(fraction)

@@ -81,6 +81,14 @@ class FairLimiter:
             del self._queues[key]
             self._turns.remove(key)
 
+    def resize(self, total: int) -> None:
+        """A new number of slots (this worker's share changed): more slots go to waiters at once; fewer
+        take effect as passes in flight finish."""
+        self.total = max(1, total)
+        while self.in_use < self.total and self._turns:
+            self.in_use += 1
+            self.release()
+
     def release(self) -> None:
         """Hand the slot straight to the next run in turn (in_use unchanged), or free it."""
         while self._turns:

@@ -1,18 +1,22 @@
-"""The only place that spawns tasks for runs.
+"""A runner: the claim loop of one worker (a worker process, or the API process with `--workers 0`).
 
-A fixed pool of worker coroutines (never one task per child) picks children round-robin across
-active runs, from per-run buffers that are refilled in pages claimed from SQLite, so a 10-child run
-created during a 100,000-child run starts at once. Passes share one FairLimiter, acquired inside
-each pass. Finished children are group-committed by a single committer coroutine, then published
-to the feed (persist, then publish). A run ends when its committed counts show no open child.
+It talks to nothing but the store. It finds open runs in the store (woken by the `runs` signal, polling
+as a fallback), claims their children in pages under a lease in its own name, renewed by a heartbeat
+while it lives, and runs them with a fixed pool of coroutines (never one task per child) that pick
+children round-robin across runs, so a 10-child run created during a 100,000-child run starts at once.
+Passes share one FairLimiter (this worker's share of the global limits), acquired inside each pass.
+Finished children are group-committed under the lease by one committer coroutine; the store publishes
+the committed events. A run ends when its committed counts show no open child, whichever worker
+commits last. A worker that dies loses nothing: its leases expire and other workers claim again; its
+late commits are refused because the lease is no longer its.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,18 +27,23 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from orchestrator.core.lifecycle import TERMINAL, open_count
 from orchestrator.engines.router import EngineRouter
 from orchestrator.errors import NotFound
-from orchestrator.feed.hub import Hub
-from orchestrator.ids import now_iso
+from orchestrator.ids import new_id, now_iso
+from orchestrator.runner.commit import Item, commit_items, group_commit, run_of
 from orchestrator.runner.context import DocumentCache, RunContext, RunSetupError, prepare
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.runner.maintenance import maintenance_loop
+from orchestrator.runner.membership import Membership, share
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, FeedEvent, Store
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, Store
 
 log = logging.getLogger("orchestrator.runner")
-PAGE = 256
-LOW_WATER = PAGE // 2  # claim the next page before the buffer runs dry, so workers never wait on it
+PAGE = 256  # the largest page of children claimed at once
+# Pages adapt to how fast a run's children go: a slow run claims about what this worker can run at once
+# (so the other workers get the rest), a fast one up to PAGE (fewer claim transactions). The next page is
+# claimed when the buffer falls under half a page, so workers never wait on it.
+FAST_PAGE_S = 0.2  # a page used up faster than this: double the next one
+SLOW_PAGE_S = 2.0  # slower than this: halve it
 DRAIN_S = 10.0  # at shutdown, how long finished children may take to be committed
 SHARED_BATCH = 32  # most children per transaction while several runs are active
 LAG_PROBE_S = 0.005  # the lag monitor sleeps this long and records how late it wakes up
@@ -46,6 +55,8 @@ class ActiveRun:
     buffer: deque[ClaimedChild] = field(default_factory=deque)
     exhausted: bool = False
     refilling: bool = False
+    page: int = PAGE
+    claimed_at: float = 0.0
     in_flight: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     cancelled: bool = False
@@ -55,21 +66,18 @@ class ActiveRun:
         return str(self.ctx.run["id"])
 
 
-Item = tuple[str, Any]  # ("start", ChildStart) | ("finish", ChildFinish)
-
-
-def _run_of(item: Item) -> str:
-    kind, value = item
-    return str(value[1] if kind == "start" else value.run_id)
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, store: Store, router: EngineRouter, hub: Hub) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, router: EngineRouter, *, worker_id: str | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.router = router
-        self.hub = hub
+        self.worker_id = worker_id or new_id("wrk")
         self.limiter = FairLimiter(settings.max_concurrency)
+        self.membership = Membership(settings, store, self)
         self.executor = Executor(settings, router, DocumentCache(store), self.limiter)
         self._runs: dict[str, ActiveRun] = {}
         self._order: deque[str] = deque()
@@ -82,9 +90,11 @@ class Scheduler:
         self._recv: MemoryObjectReceiveStream[Item] | None = None
         self._lag_s = 0.0  # last overshoot of the lag monitor's sleep: how long one loop turn takes
         self._throttled = False  # _pick held a run back for lag: wake the workers when lag drops
+        self._run_cap = settings.per_run_concurrency or 1 << 30  # this worker's share of the per-run cap
 
     # -- lifecycle of the scheduler itself
     async def __aenter__(self) -> Scheduler:
+        await self.membership.join()
         # Bounded: when the writer falls behind, workers wait instead of piling results up in memory.
         self._send, self._recv = anyio.create_memory_object_stream[Item](max(64, self.settings.commit_batch))
         self._commit_tg = anyio.create_task_group()
@@ -98,6 +108,8 @@ class Scheduler:
             self._work_tg.start_soon(self._lag_monitor)
         if self.settings.event_retention_days > 0:
             self._work_tg.start_soon(maintenance_loop, self.store, self.settings.event_retention_days)
+        self._work_tg.start_soon(self.membership.heartbeat)
+        self._work_tg.start_soon(self.membership.discover)
         return self
 
     async def __aexit__(self, *exc: Any) -> bool | None:
@@ -112,15 +124,50 @@ class Scheduler:
             await self._send.aclose()
             self._commit_tg.cancel_scope.deadline = anyio.current_time() + DRAIN_S
             suppress = await self._commit_tg.__aexit__(*exc)
+            with anyio.CancelScope(shield=True):
+                await self.membership.leave()
         return suppress
 
     # -- public API
     def submit(self, run_id: str) -> None:
-        """Returns at once; the run is prepared and fed to the workers in the background."""
+        """Returns at once; the run is prepared and fed to the workers in the background. Runs created
+        elsewhere are found in the store; this only saves the discovery loop a turn."""
         if self._work_tg is None or run_id in self._runs or run_id in self._starting:
             return
         self._starting.add(run_id)
         self._work_tg.start_soon(self._start_run, run_id)
+
+    def poke(self) -> None:
+        self.membership.poke()
+
+    # -- what membership drives
+    @property
+    def capacity(self) -> int:
+        return self.limiter.total
+
+    def active_run_ids(self) -> list[str]:
+        return list(self._runs)
+
+    def resume(self, run_id: str) -> bool:
+        """A run this worker already feeds has children to hand out again (a dead worker's, reclaimed);
+        False when this worker does not feed it."""
+        active = self._runs.get(run_id)
+        if active is None:
+            return False
+        if active.exhausted and not active.cancelled:
+            active.exhausted = False
+            self._refill_soon(active)
+        return True
+
+    def rebalance(self, live: list[str]) -> None:
+        """This worker's shares of the global limits, now that `live` workers share them."""
+        self.limiter.resize(share(self.settings.max_concurrency, live, self.worker_id))
+        if self.settings.per_run_concurrency:
+            self._run_cap = share(self.settings.per_run_concurrency, live, self.worker_id)
+        self.router.set_share(1 / len(set(live) | {self.worker_id}))
+
+    def stop_feeding(self, run_id: str) -> None:
+        self._stop_feeding(run_id)
 
     def _stop_feeding(self, run_id: str) -> None:
         """No new child of this run starts, and its in-flight passes are cancelled."""
@@ -134,13 +181,12 @@ class Scheduler:
                 scope.cancel()
 
     async def cancel(self, run_id: str, reason: str) -> bool:
-        """Stop feeding and cancel in-flight passes, persist the cancellation (the store shields the
-        write), then publish. False when the run was already terminal."""
+        """Persist the cancellation (the store shields the write and publishes it), then stop feeding
+        and cancel in-flight passes here; other workers see it in the store. False when the run was
+        already terminal."""
+        event = await self.store.runs.finish(run_id, "cancelled", reason=reason)
         self._stop_feeding(run_id)
-        with anyio.CancelScope(shield=True):  # a dropped request must not skip the publish
-            event = await self.store.runs.finish(run_id, "cancelled", reason=reason)
-            if event is not None:
-                self._publish([event])
+        self.store.signals.notify("runs")
         return event is not None
 
     @property
@@ -170,23 +216,38 @@ class Scheduler:
         except RunSetupError as exc:
             await self._fail_run(run_id, exc.message, str(exc.details.get("error_code", "run_setup")), exc.details)
             return
-        state, event, rows = await self.store.children.start_run(run_id, PAGE)
-        if event:
-            self._publish([event])
+        page = self._first_page
+        state, _event, rows = await self.store.children.start_run(
+            run_id, page, owner=self.worker_id, lease_s=self.settings.lease_s
+        )
         if state["status"] in TERMINAL or run_id in self._cancelled_starting:
             return  # cancelled while it was being prepared (the cancellation closed its children)
         if open_count(state) == 0:  # nothing to run: no children, or all committed before a restart
             await self._finish(run_id)
             return
-        active = ActiveRun(ctx, buffer=deque(rows), exhausted=len(rows) < PAGE)
+        active = ActiveRun(
+            ctx, buffer=deque(rows), exhausted=len(rows) < page, page=page, claimed_at=time.monotonic()
+        )
         self._runs[run_id] = active
         if run_id not in self._order:
             self._order.append(run_id)
         self._notify()
 
+    @property
+    def _first_page(self) -> int:
+        return max(16, min(PAGE, 2 * self.limiter.total))
+
     async def _refill(self, active: ActiveRun) -> None:
+        now = time.monotonic()
+        if now - active.claimed_at < FAST_PAGE_S:
+            active.page = min(PAGE, active.page * 2)
+        elif now - active.claimed_at > SLOW_PAGE_S:
+            active.page = max(self._first_page, active.page // 2)
+        active.claimed_at = now
         try:
-            rows = await self.store.children.claim(active.id, PAGE)
+            rows = await self.store.children.claim(
+                active.id, active.page, owner=self.worker_id, lease_s=self.settings.lease_s
+            )
         except Exception as exc:
             log.exception("claiming children of run %s failed", active.id)
             await self._fail_run(active.id, f"internal error while claiming children: {exc!r}", "internal")
@@ -196,7 +257,7 @@ class Scheduler:
         if active.cancelled:
             return  # the cancellation's transaction marks claimed children cancelled
         active.buffer.extend(rows)
-        if len(rows) < PAGE:
+        if len(rows) < active.page:
             active.exhausted = True
         if rows:
             self._notify()
@@ -245,7 +306,7 @@ class Scheduler:
         submitted) still gets a child at once instead of queueing behind hundreds of others' steps.
 
         Synchronous on purpose: no other worker can change the rotation while it runs."""
-        cap = self.settings.per_run_concurrency or 1 << 30
+        cap = self._run_cap
         saturated = self.saturated
         for _ in range(len(self._order)):
             run_id = self._order[0]
@@ -254,7 +315,7 @@ class Scheduler:
             if active is None or active.cancelled:
                 self._order.pop()  # finished or cancelled: it was just rotated to the end
                 continue
-            if len(active.buffer) < LOW_WATER:
+            if len(active.buffer) < active.page // 2:
                 self._refill_soon(active)
             if active.buffer and active.in_flight < cap:
                 if saturated and active.in_flight:
@@ -306,49 +367,27 @@ class Scheduler:
     # -- group commit
     async def _committer(self) -> None:
         assert self._recv is not None
-        interval = self.settings.commit_interval_ms / 1000
-        limit = max(1, self.settings.commit_batch)
-        backlog: deque[Item] = deque()  # received, not yet committed; at most `limit`
-        async with self._recv:
-            ended = False
-            while True:
-                if not backlog:
-                    if ended:
-                        return
-                    try:
-                        backlog.append(await self._recv.receive())
-                    except anyio.EndOfStream:
-                        return
-                    with anyio.move_on_after(interval):
-                        try:
-                            while len(backlog) < limit:
-                                backlog.append(await self._recv.receive())
-                        except anyio.EndOfStream:
-                            ended = True
-                # whatever is already queued joins the choice (no more than a batch: memory)
-                while len(backlog) < limit:
-                    try:
-                        backlog.append(self._recv.receive_nowait())
-                    except anyio.EndOfStream:
-                        ended = True
-                        break
-                    except anyio.WouldBlock:
-                        break
-                await self._commit(self._next_batch(backlog, limit))
+        await group_commit(
+            self._recv,
+            interval_s=self.settings.commit_interval_ms / 1000,
+            limit=max(1, self.settings.commit_batch),
+            next_batch=self._next_batch,
+            commit=self._commit,
+        )
 
     def _next_batch(self, backlog: deque[Item], limit: int) -> list[Item]:
         """One run alone: the oldest `limit` items. Several runs: a short transaction (the database
         lock is FIFO, so every write of a small run, from its creation to its last finish, queues
         behind the batch in progress), filled with the runs closest to their end first, so a small
         run's last children do not wait behind hundreds of a big run's."""
-        runs = {_run_of(item) for item in backlog}
+        runs = {run_of(item) for item in backlog}
         if len(runs) > 1 or len(self._runs) > 1:
             limit = min(limit, SHARED_BATCH)
         if len(runs) > 1:
             order = sorted(runs, key=self._remaining)
             rank = {run_id: i for i, run_id in enumerate(order)}
             # stable sort: each run's items keep their order (a child's start before its finish)
-            ranked = sorted(backlog, key=lambda item: rank[_run_of(item)])
+            ranked = sorted(backlog, key=lambda item: rank[run_of(item)])
             backlog.clear()
             backlog.extend(ranked)
         return [backlog.popleft() for _ in range(min(limit, len(backlog)))]
@@ -361,58 +400,25 @@ class Scheduler:
         return len(active.buffer) + active.in_flight + (0 if active.exhausted else 1 << 20)
 
     async def _commit(self, batch: list[Item]) -> None:
-        starts: list[ChildStart] = [v for k, v in batch if k == "start"]
-        finishes: list[ChildFinish] = [v for k, v in batch if k == "finish"]
-        with anyio.CancelScope(shield=True):  # persist, then publish: never one without the other
-            try:
-                events = await self.store.children.apply(starts, finishes)
-            except Exception:
-                log.exception("group commit of %d item(s) failed; committing them one by one", len(batch))
-                events = await self._commit_one_by_one(starts, finishes)
-            self._publish(events)
-        for e in events:  # the last child's commit also ended its run
-            if e["type"] == "run.finished":
-                self._runs.pop(e["run_id"], None)
+        async def fail(run_id: str, message: str) -> None:
+            await self._fail_run(run_id, message, "internal")
 
-    async def _commit_one_by_one(self, starts: list[ChildStart], finishes: list[ChildFinish]) -> list[FeedEvent]:
-        """Isolate a poison row: its run fails (never stays running), the others commit."""
-        events: list[FeedEvent] = []
-        for start in starts:
-            try:
-                events += await self.store.children.apply([start], [])
-            except Exception:
-                log.exception("start of child %s could not be stored", start.child_id)
-        for finish in finishes:
-            try:
-                events += await self.store.children.apply([], [finish])
-            except Exception as exc:
-                log.exception("result of child %s could not be stored", finish.child_id)
-                await self._fail_run(finish.run_id, f"internal error while storing a result: {exc!r}", "internal")
-        return events
+        for e in await commit_items(self.store, self.worker_id, batch, fail):
+            if e["type"] == "run.finished":  # the last child's commit also ended its run
+                self._runs.pop(e["run_id"], None)
 
     # -- ending a run
     async def _finish(self, run_id: str) -> None:
         """A run found with no open child when it starts: no children, or all committed before a restart."""
-        event = await self.store.runs.complete_if_done(run_id)
+        await self.store.runs.complete_if_done(run_id)
         self._runs.pop(run_id, None)
-        if event:
-            self._publish([event])
 
     async def _fail_run(self, run_id: str, message: str, code: str, details: dict[str, Any] | None = None) -> None:
         self._stop_feeding(run_id)
         with anyio.CancelScope(shield=True):
             try:
-                event = await self.store.runs.finish(
+                await self.store.runs.finish(
                     run_id, "error", error={"message": message, "error_code": code, **(details or {})}
                 )
             except Exception:
                 log.exception("run %s could not be marked as failed", run_id)
-                return
-            if event:
-                self._publish([event])
-
-    def _publish(self, events: Iterable[FeedEvent]) -> None:
-        try:
-            self.hub.publish(events)
-        except Exception:  # the feed must never stop the runner; subscribers resync from the store
-            log.exception("publishing to the feed failed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.store.interface import Store
+from orchestrator.store.interface import Listener, Signals, Store
 from orchestrator.store.records import (
     Broker,
     ChildFinish,
@@ -20,9 +20,11 @@ __all__ = [
     "ChildStart",
     "ClaimedChild",
     "FeedEvent",
+    "Listener",
     "Page",
     "PageRequest",
     "Row",
+    "Signals",
     "Store",
     "open_store",
 ]

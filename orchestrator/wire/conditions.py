@@ -11,13 +11,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
 
-
-def _lenient_enum(value: Any) -> Any:
-    # The SDK sometimes sends str(EnumMember), e.g. "LengthCompareConditionOp.GTE".
-    raw = getattr(value, "value", value)
-    if isinstance(raw, str):
-        return raw.rsplit(".", 1)[-1].strip().lower()
-    return raw
+from orchestrator.core.enums import lenient_enum
 
 
 def _check_splits(value: dict[str, Any]) -> dict[str, Any]:
@@ -33,8 +27,8 @@ def _check_splits(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Op = Annotated[Literal["gt", "gte", "lt", "lte", "eq", "neq"], BeforeValidator(_lenient_enum)]
-Method = Annotated[Literal["levenshtein", "embeddings"], BeforeValidator(_lenient_enum)]
+Op = Annotated[Literal["gt", "gte", "lt", "lte", "eq", "neq"], BeforeValidator(lenient_enum)]
+Method = Annotated[Literal["levenshtein", "embeddings"], BeforeValidator(lenient_enum)]
 # Strict so that booleans and numeric strings are not silently coerced into numbers.
 Number = Union[StrictInt, StrictFloat]  # noqa: UP007
 SplitsPayload = Annotated[dict[str, Any], AfterValidator(_check_splits)]

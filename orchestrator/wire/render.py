@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.core.freshness import Freshness
 from orchestrator.core.lifecycle import lifecycle_counts, outcome_counts
-from orchestrator.ids import ms_between
-from orchestrator.store.sqlite.db import Row
+from orchestrator.ids import iso, ms_between
+from orchestrator.store import Row
 
 
 def workflow(row: Row) -> dict[str, Any]:
@@ -69,6 +71,61 @@ def file(row: Row) -> dict[str, Any]:
         "page_count": row.get("page_count"),
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+    }
+
+
+def upload(row: Row, signature: str, base: str) -> dict[str, Any]:
+    """An upload session (`POST /v1/files/upload`); `base` is the server's origin as the client reached it."""
+    return {
+        "file_id": row["id"],
+        "upload_url": f"{base}/v1/files/upload/{row['id']}/content?sig={signature}",
+        "upload_method": "PUT",
+        "upload_headers": {"Content-Type": row["mime_type"]},
+        "expires_at": row["expires_at"],
+        "mime_data": {"filename": row["filename"], "url": f"{base}/v1/files/{row['id']}/download"},
+    }
+
+
+def uploaded_file(row: Row, base: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "filename": row["filename"],
+        "mime_type": row["mime_type"],
+        "url": f"{base}/v1/files/{row['id']}/download",
+        "size_bytes": row["size_bytes"],
+    }
+
+
+def download_link(row: Row, base: str) -> dict[str, Any]:
+    return {"download_url": f"{base}/v1/files/{row['id']}/download", "expires_in": "1h", "filename": row["filename"]}
+
+
+def validated_config(block: Row, config_hash: str) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "workflow_id": block["workflow_id"],
+        "block_id": block["id"],
+        "block_type": block["type"],
+        "config_hash": config_hash,
+    }
+
+
+def engines(routes: list[dict[str, Any]], limits: dict[str, Any]) -> dict[str, Any]:
+    return {"data": routes, "settings": limits}
+
+
+def worker(row: Row) -> dict[str, Any]:
+    """A runner process: where it runs, when it last beat, its share of the pass slots, what it holds."""
+    return {
+        "id": row["id"],
+        "object": "worker",
+        "host": row["host"],
+        "pid": row["pid"],
+        "status": row["status"],
+        "started_at": row["started_at"],
+        "heartbeat_at": iso(datetime.fromtimestamp(float(row["heartbeat_at"]), UTC)),
+        "max_concurrency": row["capacity"],
+        "claims": row.get("claims", 0),
     }
 
 
@@ -152,9 +209,22 @@ def _workflow_ref(row: Row) -> dict[str, Any]:
     }
 
 
-def eval_run(row: Row) -> dict[str, Any]:
-    """One body for eval runs (SDK160) and test runs (SDK143–155, seed era)."""
+def freshness(f: Freshness) -> dict[str, Any]:
+    return {
+        "status": f.status,
+        "reasons": list(f.reasons),
+        "validity_fingerprint": f.validity_fingerprint,
+        "input_fingerprint": f.input_fingerprint,
+        "baseline_run_id": f.baseline_run_id,
+    }
+
+
+def eval_run(row: Row, fresh: Freshness | None = None) -> dict[str, Any]:
+    """One body for eval runs (SDK160) and test runs (SDK143–155, seed era). Without `fresh` (the live
+    feed does not judge it) the freshness is `unknown`."""
     fps = row.get("fingerprints") or {}
+    if fresh is None:
+        fresh = Freshness("unknown", (), fps.get("validity_fingerprint"), fps.get("input_fingerprint"))
     target = {"type": "block", "block_id": row["block_id"]} if row.get("block_id") else None
     total = row["total"]
     return {
@@ -173,13 +243,7 @@ def eval_run(row: Row) -> dict[str, Any]:
         "total_tests": total,
         "counts": counts(row),
         "n_consensus": row.get("n_consensus"),
-        "freshness": {
-            "status": "fresh",
-            "reasons": [],
-            "validity_fingerprint": fps.get("validity_fingerprint"),
-            "input_fingerprint": fps.get("input_fingerprint"),
-            "baseline_run_id": None,
-        },
+        "freshness": freshness(fresh),
         "stats": row.get("stats") or {},
     }
 
@@ -219,8 +283,8 @@ def experiment_run(row: Row) -> dict[str, Any]:
     }
 
 
-def run(row: Row) -> dict[str, Any]:
-    return experiment_run(row) if row["kind"] == "experiment" else eval_run(row)
+def run(row: Row, fresh: Freshness | None = None) -> dict[str, Any]:
+    return experiment_run(row) if row["kind"] == "experiment" else eval_run(row, fresh)
 
 
 def _artifact_ref(child: Row) -> dict[str, Any] | None:
@@ -307,28 +371,14 @@ def experiment_result(child: Row) -> dict[str, Any]:
     }
 
 
-def check(row: Row, dialect: str, *, seed: bool = False) -> dict[str, Any]:
+def check(row: Row, fresh: Freshness, dialect: str, *, seed: bool = False) -> dict[str, Any]:
+    """A saved eval or test (`dialect`), with its read-time freshness."""
+
     def summary(s: dict[str, Any] | None) -> dict[str, Any] | None:
         if not s:
             return None
         return {**s, "block_config_fingerprint": s.get("block_execution_fingerprint")}
 
-    latest = row.get("latest")
-    freshness: dict[str, Any] = {
-        "status": "unknown",
-        "reasons": ["no_baseline"],
-        "validity_fingerprint": None,
-        "input_fingerprint": None,
-        "baseline_run_id": None,
-    }
-    if latest:
-        freshness = {
-            "status": "fresh" if row.get("_fresh", True) else "stale",
-            "reasons": row.get("_stale_reasons", []),
-            "validity_fingerprint": latest.get("validity_fingerprint"),
-            "input_fingerprint": latest.get("handle_inputs_fingerprint"),
-            "baseline_run_id": latest.get("run_record_id"),
-        }
     return {
         "id": row["id"],
         "object": f"workflow_{dialect}",
@@ -340,11 +390,11 @@ def check(row: Row, dialect: str, *, seed: bool = False) -> dict[str, Any]:
         "assertion_schema_dep": None,
         "assertion_drift_status": None,
         "schema_drift": "unknown",
-        "freshness": freshness,
+        "freshness": freshness(fresh),
         "drift": {"status": "unknown", "affected_targets": []},
         "validation_status": "valid",
         "validation_issues": [],
-        "latest_run_summary": summary(latest),
+        "latest_run_summary": summary(row.get("latest")),
         "latest_passing_run_summary": summary(row.get("latest_passing")),
         "latest_failing_run_summary": summary(row.get("latest_failing")),
         "created_at": row["created_at"],

@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from orchestrator.core.enums import lenient_enum
+
 BlockTypeName = Literal[
     "start_document",
     "start_json",
@@ -85,12 +87,7 @@ class CreateBlock(Body):
     config: dict[str, Any] | None = None
     parent_id: str | None = None
 
-    @field_validator("type", mode="before")
-    @classmethod
-    def _lenient(cls, v: Any) -> Any:
-        if isinstance(v, str) and "." in v:
-            return v.rsplit(".", 1)[1].lower()
-        return v
+    _lenient = field_validator("type", mode="before")(lenient_enum)
 
 
 class UpdateBlock(Body):
@@ -104,24 +101,14 @@ class UpdateBlock(Body):
     config_mode: Literal["merge", "replace"] | None = None
     type: str | None = None
 
-    @field_validator("type", "config_mode", mode="before")
-    @classmethod
-    def _lenient(cls, v: Any) -> Any:
-        if isinstance(v, str) and "." in v:
-            return v.rsplit(".", 1)[1].lower()
-        return v
+    _lenient = field_validator("type", "config_mode", mode="before")(lenient_enum)
 
 
 class ValidateBlockConfig(Body):
     config: dict[str, Any]
     config_mode: Literal["merge", "replace"] = "replace"
 
-    @field_validator("config_mode", mode="before")
-    @classmethod
-    def _lenient(cls, v: Any) -> Any:
-        if isinstance(v, str) and "." in v:
-            return v.rsplit(".", 1)[1].lower()
-        return v
+    _lenient = field_validator("config_mode", mode="before")(lenient_enum)
 
 
 class CreateEdge(Body):
@@ -308,23 +295,3 @@ class CreateExperimentRun(Body):
     experiment_id: str
     workflow_id: str | None = None
     plan_token: str | None = None
-
-
-ALL_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
-    CreateWorkflow,
-    UpdateWorkflow,
-    CreateBlock,
-    UpdateBlock,
-    ValidateBlockConfig,
-    CreateEdge,
-    CreateUpload,
-    CompleteUpload,
-    CreateCheck,
-    UpdateCheck,
-    CreateEvalRun,
-    CreateTestRunNested,
-    CreateExperiment,
-    UpdateExperiment,
-    CreateExperimentRun,
-    BlockConfig,
-)

@@ -299,3 +299,42 @@ async def test_failure_shapes_validate_with_the_sdk(api: Api) -> None:
             assert res.lifecycle.message and res.lifecycle.message != "(no message)"
         else:
             assert res.assertion_result.failure.code == "block_execution_failed"
+
+
+@pytest.mark.parametrize("scope", [None, "block", "single"])
+async def test_eval_run_freshness_follows_the_current_config_and_inputs(api: Api, scope: str | None) -> None:
+    """The run's compatibility copy of freshness (spec §3.6): what it recorded against what its scope
+    would plan now; the same verdict in the run, the run list and the all-runs list."""
+    wf, block = await api.workflow_with_extract()
+    ev = await create_eval(api, wf, block, await file_input(api))
+    body: dict[str, Any] = {"workflow_id": wf}
+    if scope == "block":
+        body["scope"] = {"type": "block", "block_id": block}
+    elif scope == "single":
+        body["scope"] = {"type": "single", "eval_id": ev["id"]}
+    created = await api.post("/v1/workflows/evals/runs", body, expect=201)
+    run = await api.wait_run(created["id"])
+
+    def verdicts(run: dict[str, Any], listed: dict[str, Any], everything: dict[str, Any]) -> list[Any]:
+        mine = [r for r in listed["data"] + everything["data"] if r["id"] == created["id"]]
+        return [(f["status"], f["reasons"]) for f in [run["freshness"], *(r["freshness"] for r in mine)]]
+
+    async def read() -> list[Any]:
+        got = await api.get(f"/v1/workflows/evals/runs/{created['id']}", expect=200)
+        listed = await api.get("/v1/workflows/evals/runs", params={"workflow_id": wf}, expect=200)
+        everything = await api.get("/v1/runs", params={"workflow_id": wf}, expect=200)
+        assert sdk(WorkflowEvalRun, got).freshness is not None
+        return verdicts(got, listed, everything)
+
+    assert created["freshness"]["status"] == run["freshness"]["status"] == "fresh"
+    assert run["freshness"]["baseline_run_id"] == created["id"] and run["freshness"]["validity_fingerprint"]
+    assert await read() == [("fresh", [])] * 3
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"temperature": 0.5}}, expect=200)
+    assert await read() == [("stale", ["validity_changed"])] * 3
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"temperature": None}}, expect=200)
+    assert await read() == [("fresh", [])] * 3
+    other = await file_input(api, number="INV-2")
+    await api.patch(
+        f"/v1/workflows/evals/{ev['id']}", {"source": {"type": "manual", "handle_inputs": other}}, expect=200
+    )
+    assert await read() == [("stale", ["inputs_changed"])] * 3

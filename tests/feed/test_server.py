@@ -199,7 +199,8 @@ async def test_two_hundred_websocket_and_two_hundred_sse_subscribers_on_a_big_ru
                         tg.start_soon(one, "sse")
                         tg.start_soon(one, "ws")
                     await subscribed.all.wait()
-                    assert (await client.get_run(run_id))["lifecycle"]["status"] == "running"
+                    # open, whichever worker process has started which child yet: nothing ends before the gate
+                    assert (await client.get_run(run_id))["lifecycle"]["status"] in ("pending", "queued", "running")
                     gate.touch()
         run = await client.get_run(run_id)
     assert run["lifecycle"]["status"] == "completed" and len(outcomes) == 2 * each

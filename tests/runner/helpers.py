@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
 from orchestrator.api.keys import SERVICES
-from orchestrator.api.services import Services, checked_assertion
 from orchestrator.core.lifecycle import invariant_violations
+from orchestrator.runner.scheduler import Scheduler
+from orchestrator.service import Services
+from orchestrator.wire.validation import checked_assertion
 from tests.conftest import Api
 
 EXPECTED_TOTAL = 1234.5
@@ -21,11 +23,13 @@ ASSERT_TOTAL: dict[str, Any] = {
 OPEN = ("pending", "queued", "running")
 
 
-def services(api: Api) -> Services:
+def services(api: Api) -> Services[Scheduler]:
+    """The app's services, whose runner is the in-process Scheduler (tests run with `workers=0`)."""
     app = api.client.app
     assert app is not None
-    found: Services = app[SERVICES]
-    return found
+    found = app[SERVICES]
+    assert isinstance(found.scheduler, Scheduler), "in-process tests run the scheduler in the API process"
+    return cast(Services[Scheduler], found)
 
 
 def json_inputs(i: int, total: float = EXPECTED_TOTAL) -> dict[str, Any]:

@@ -13,12 +13,13 @@ import anyio.lowlevel
 import pytest
 
 from orchestrator.engines.base import PassRequest
+from orchestrator.runner.commit import Item
 from orchestrator.runner.context import RunContext
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
-from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Item, Scheduler
+from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ClaimedChild
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild
 
 
 async def _settle() -> None:
@@ -98,7 +99,7 @@ async def test_a_free_slot_is_taken_without_suspending() -> None:
 
 
 def _scheduler(**settings: Any) -> Scheduler:
-    return Scheduler(Settings(**settings), store=None, router=None, hub=None)  # type: ignore[arg-type]
+    return Scheduler(Settings(**settings), store=None, router=None)  # type: ignore[arg-type]
 
 
 def _active(s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhausted: bool = True) -> ActiveRun:
@@ -146,14 +147,14 @@ def test_the_committer_serves_the_runs_closest_to_their_end_first() -> None:
     _active(s, "small", 0, in_flight=1)
     backlog: deque[Item] = deque()
     for i in range(100):
-        backlog.append(("start", (f"big-{i}", "big", "")))
+        backlog.append(("start", ChildStart(f"big-{i}", "big", "")))
         backlog.append(_finish("big", i))
-    backlog.append(("start", ("small-0", "small", "")))
+    backlog.append(("start", ChildStart("small-0", "small", "")))
     backlog.append(_finish("small", 0))
     batch = s._next_batch(backlog, 500)
     assert len(batch) == SHARED_BATCH
-    assert batch[:2] == [("start", ("small-0", "small", "")), _finish("small", 0)]
-    assert batch[2:4] == [("start", ("big-0", "big", "")), _finish("big", 0)]  # a run's own order is kept
+    assert batch[:2] == [("start", ChildStart("small-0", "small", "")), _finish("small", 0)]
+    assert batch[2:4] == [("start", ChildStart("big-0", "big", "")), _finish("big", 0)]  # a run's own order is kept
     assert len(backlog) == 202 - SHARED_BATCH
 
 

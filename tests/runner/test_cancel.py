@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.api.services import Services
+from orchestrator.runner.scheduler import Scheduler
+from orchestrator.service import Services
 from tests.conftest import AppFactory
 from tests.runner.helpers import (
     OPEN,
@@ -23,12 +24,12 @@ from tests.runner.helpers import (
 from tests.sqlite_util import db_of
 
 
-async def _idle(s: Services) -> bool:
+async def _idle(s: Services[Scheduler]) -> bool:
     """Every limiter slot is back and no run is left in the scheduler."""
     return s.scheduler.limiter.in_use == 0 and s.scheduler.active_runs == 0
 
 
-async def _in_use(s: Services) -> int:
+async def _in_use(s: Services[Scheduler]) -> int:
     return s.scheduler.limiter.in_use
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tracemalloc
 from typing import Any
 
-from orchestrator.api.routes import experiments as routes
 from orchestrator.core import metrics
 from orchestrator.core.consensus import reduce_passes
+from orchestrator.service import metrics as routes
 from orchestrator.store.sqlite.jsoncol import dumps
 from tests.conftest import INVOICE_SCHEMA, Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, json_inputs, services, sim
@@ -33,7 +33,7 @@ async def _completed_run(api: Api, docs: int) -> dict[str, Any]:
         n_consensus=5,
         documents=[{"handle_inputs": json_inputs(i)} for i in range(docs)],
     )
-    _, bfp, dfp = await s.current_fingerprints(exp)
+    _, bfp, dfp = await s.experiments.current_fingerprints(exp)
     run, _ = await s.store.runs.create_run(
         {
             "id": "exprun_metrics",
@@ -105,7 +105,7 @@ async def test_a_50000_document_summary_is_streamed(make_api: AppFactory) -> Non
 
     tracemalloc.start()
     try:
-        body = await routes._streamed(s, run, None, summary)
+        body = await routes.streamed(s.store, run, None, summary)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

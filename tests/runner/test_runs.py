@@ -261,9 +261,9 @@ async def test_children_finishing_together_share_one_transaction(make_api: AppFa
     batches: list[int] = []
     apply = store.children.apply
 
-    async def counting(starts: Any, finishes: Any) -> Any:
+    async def counting(starts: Any, finishes: Any, **kw: Any) -> Any:
         batches.append(len(finishes))
-        return await apply(starts, finishes)
+        return await apply(starts, finishes, **kw)
 
     store.children.apply = counting  # type: ignore[method-assign]
     run = await eval_run(api, wf)

@@ -1,7 +1,8 @@
-"""Eval runs (SDK160), test runs (SDK143–155 flat and seed-era nested) and their results."""
+"""Eval runs (SDK160), test runs (SDK143–155 flat and seed-era nested) and their results; every run."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -11,115 +12,25 @@ from orchestrator.api.http import (
     page_json,
     page_request,
     parse_body,
-    q,
-    q_date,
     q_list,
     q_required,
+    run_filters,
 )
-from orchestrator.api.routes.workflows import svc
-from orchestrator.errors import NotFound, Unprocessable
+from orchestrator.api.keys import services as svc
+from orchestrator.errors import Unprocessable
+from orchestrator.ids import RUN_KINDS, RunKind
+from orchestrator.service.runs import ResultView, RunView
 from orchestrator.wire import render
 from orchestrator.wire import requests as rq
-
-routes = web.RouteTableDef()
-STATUSES = {"pending", "queued", "running", "completed", "error", "cancelled"}
+from orchestrator.wire.dialects import EVAL, TEST, Dialect
 
 
-def run_filters(request: web.Request, check_key: str) -> dict[str, Any]:
-    statuses = q_list(request, "statuses") + q_list(request, "status")
-    excluded = q_list(request, "exclude_status") + q_list(request, "exclude_statuses")
-    bad = [s for s in statuses + excluded if s not in STATUSES]
-    if bad:
-        raise Unprocessable(
-            f"Unknown status {bad[0]!r}",
-            details={
-                "errors": [{"loc": ["query", "status"], "msg": f"must be one of {sorted(STATUSES)}", "type": "enum"}]
-            },
-        )
-    return {
-        "workflow_id": q(request, "workflow_id"),
-        "check_id": q(request, check_key),
-        "experiment_id": q(request, "experiment_id"),
-        "block_id": q(request, "block_id"),
-        "target_block_id": q(request, "target_block_id"),
-        "statuses": statuses,
-        "exclude_statuses": excluded,
-        "trigger_types": q_list(request, "trigger_type") + q_list(request, "trigger_types"),
-        "from_date": q_date(request, "from_date"),
-        "to_date": q_date(request, "to_date", end_of_day=True),
-    }
+def _run(view: RunView) -> dict[str, Any]:
+    return render.run(view.row, view.freshness)
 
 
-async def _results(request: web.Request, run_id: str, kinds: tuple[str, ...], seed: bool = False) -> web.Response:
-    s = svc(request)
-    req = page_request(request, 20)  # a bad query is a 400/422 whether or not the run exists
-    run = await s.store.runs.get(run_id, kinds)
-    p = await s.store.children.list_page(run["id"], req)
-    checks = {c["id"]: c for c in await s.store.checks.for_scope(run["workflow_id"], check_id=None, block_id=None)}
-    items = []
-    for child in p.rows:
-        child["workflow_id"] = run["workflow_id"]
-        child["run_kind"] = run["kind"]
-        items.append(render.eval_result(child, checks.get(child["check_id"]), seed=seed))
-    return json_response(page_json(p, items))
-
-
-async def _one_result(request: web.Request, result_id: str, kinds: tuple[str, ...], seed: bool = False) -> web.Response:
-    s = svc(request)
-    child = await s.store.children.get(result_id, kinds)
-    check = None
-    if child.get("check_id"):
-        try:
-            check = await s.store.checks.get(child["check_id"])
-        except NotFound:
-            check = None
-    return json_response(render.eval_result(child, check, seed=seed))
-
-
-for kind, check_key in (("eval", "eval_id"), ("test", "test_id")):
-    base = f"/v1/workflows/{kind}s"
-    kinds: tuple[str, ...] = (kind,) if kind == "eval" else ("test", "eval")
-
-    def _make(kind: str = kind, check_key: str = check_key, base: str = base, kinds: tuple[str, ...] = kinds) -> None:
-        @routes.post(base + "/runs")
-        async def create_run(request: web.Request) -> web.Response:
-            body = await parse_body(request, rq.CreateEvalRun)
-            scope = body.scope.model_dump(exclude_none=True) if body.scope else None
-            if scope is None and body.test_id:
-                scope = {"type": "single", "test_id": body.test_id}
-            elif scope is None and body.target:
-                scope = {"type": "block", "block_id": body.target.block_id}
-            n = body.n_consensus or _query_n(request)
-            row = await svc(request).create_check_run(kind, body.workflow_id, scope, n)
-            return json_response(render.eval_run(row), 201)
-
-        @routes.get(base + "/runs")
-        async def list_runs(request: web.Request) -> web.Response:
-            p = await svc(request).store.runs.list_page(
-                kinds, page_request(request, 50), run_filters(request, check_key)
-            )
-            return json_response(page_json(p, [render.eval_run(r) for r in p.rows]))
-
-        @routes.get(base + "/runs/{run_id}")
-        async def get_run(request: web.Request) -> web.Response:
-            return json_response(
-                render.eval_run(await svc(request).store.runs.get(request.match_info["run_id"], kinds))
-            )
-
-        @routes.post(base + "/runs/{run_id}/cancel")
-        async def cancel_run(request: web.Request) -> web.Response:
-            row = await svc(request).cancel_check_run(kinds, request.match_info["run_id"])
-            return json_response(render.eval_run(row))
-
-        @routes.get(base + "/results")
-        async def list_results(request: web.Request) -> web.Response:
-            return await _results(request, q_required(request, "run_id"), kinds)
-
-        @routes.get(base + "/results/{result_id}")
-        async def get_result(request: web.Request) -> web.Response:
-            return await _one_result(request, request.match_info["result_id"], kinds)
-
-    _make()
+def _result(view: ResultView, seed: bool = False) -> dict[str, Any]:
+    return render.eval_result(view.child, view.check, seed=seed)
 
 
 def _query_n(request: web.Request) -> int | None:
@@ -137,8 +48,57 @@ def _query_n(request: web.Request) -> int | None:
     return int(raw)
 
 
+def _kinds(request: web.Request) -> tuple[RunKind, ...]:
+    wanted = q_list(request, "kind")
+    bad = [k for k in wanted if k not in RUN_KINDS]
+    if bad:
+        raise Unprocessable(
+            f"Unknown run kind {bad[0]!r}",
+            details={
+                "errors": [{"loc": ["query", "kind"], "msg": f"must be one of {list(RUN_KINDS)}", "type": "enum"}]
+            },
+        )
+    return tuple(k for k in RUN_KINDS if k in wanted) if wanted else RUN_KINDS
+
+
+async def create_run(request: web.Request, *, dialect: Dialect) -> web.Response:
+    """Run the saved evals (or tests) of a scope: one eval, one block's, or the workflow's."""
+    body = await parse_body(request, rq.CreateEvalRun)
+    scope = body.scope.model_dump(exclude_none=True) if body.scope else None
+    if scope is None and body.test_id:
+        scope = {"type": "single", "test_id": body.test_id}
+    elif scope is None and body.target:
+        scope = {"type": "block", "block_id": body.target.block_id}
+    n = body.n_consensus or _query_n(request)
+    return json_response(_run(await svc(request).runs.create(dialect.kind, body.workflow_id, scope, n)), 201)
+
+
+async def list_runs(request: web.Request, *, dialect: Dialect) -> web.Response:
+    p, views = await svc(request).runs.list_page(
+        dialect.run_kinds, page_request(request, 50), run_filters(request, dialect.check_key)
+    )
+    return json_response(page_json(p, [_run(v) for v in views]))
+
+
+async def get_run(request: web.Request, *, dialect: Dialect) -> web.Response:
+    return json_response(_run(await svc(request).runs.get(request.match_info["run_id"], dialect.run_kinds)))
+
+
+async def cancel_run(request: web.Request, *, dialect: Dialect) -> web.Response:
+    return json_response(_run(await svc(request).runs.cancel(request.match_info["run_id"], dialect.run_kinds)))
+
+
+async def list_results(request: web.Request, *, dialect: Dialect) -> web.Response:
+    run_id = q_required(request, "run_id")
+    p, views = await svc(request).runs.results(run_id, dialect.run_kinds, page_request(request, 20))
+    return json_response(page_json(p, [_result(v) for v in views]))
+
+
+async def get_result(request: web.Request, *, dialect: Dialect) -> web.Response:
+    return json_response(_result(await svc(request).runs.result(request.match_info["result_id"], dialect.run_kinds)))
+
+
 # Seed era (REPO141): run creation nested under the workflow, results nested under the run.
-@routes.post("/v1/workflows/{workflow_id}/tests/runs")
 async def create_nested_run(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CreateTestRunNested)
     scope: dict[str, Any] | None = None
@@ -146,19 +106,43 @@ async def create_nested_run(request: web.Request) -> web.Response:
         scope = {"type": "single", "test_id": body.test_id}
     elif body.target:
         scope = {"type": "block", "block_id": body.target.block_id}
-    row = await svc(request).create_check_run(
-        "test", request.match_info["workflow_id"], scope, body.n_consensus or _query_n(request)
-    )
-    return json_response(render.eval_run(row), 201)
+    n = body.n_consensus or _query_n(request)
+    return json_response(_run(await svc(request).runs.create("test", request.match_info["workflow_id"], scope, n)), 201)
 
 
-@routes.get("/v1/workflows/tests/runs/{run_id}/results")
 async def nested_results(request: web.Request) -> web.Response:
-    return await _results(request, request.match_info["run_id"], ("test", "eval"), seed=True)
+    p, views = await svc(request).runs.results(request.match_info["run_id"], TEST.run_kinds, page_request(request, 20))
+    return json_response(page_json(p, [_result(v, seed=True) for v in views]))
 
 
-@routes.get("/v1/workflows/tests/runs/{run_id}/results/{test_id}")
 async def nested_result(request: web.Request) -> web.Response:
-    s = svc(request)
-    child = await s.store.children.by_check(request.match_info["run_id"], request.match_info["test_id"])
-    return await _one_result(request, child["id"], ("test", "eval"), seed=True)
+    view = await svc(request).runs.result_of_check(request.match_info["run_id"], request.match_info["test_id"])
+    return json_response(_result(view, seed=True))
+
+
+async def all_runs(request: web.Request) -> web.Response:
+    """Every run of every kind, newest first: the page's runs list (the per-kind lists cannot be merged
+    into one cursor order on the client)."""
+    kinds = _kinds(request)
+    p, views = await svc(request).runs.list_page(kinds, page_request(request, 25), run_filters(request, "_"))
+    return json_response(page_json(p, [_run(v) for v in views]))
+
+
+routes = [
+    web.post("/v1/workflows/evals/runs", partial(create_run, dialect=EVAL)),
+    web.get("/v1/workflows/evals/runs", partial(list_runs, dialect=EVAL)),
+    web.get("/v1/workflows/evals/runs/{run_id}", partial(get_run, dialect=EVAL)),
+    web.post("/v1/workflows/evals/runs/{run_id}/cancel", partial(cancel_run, dialect=EVAL)),
+    web.get("/v1/workflows/evals/results", partial(list_results, dialect=EVAL)),
+    web.get("/v1/workflows/evals/results/{result_id}", partial(get_result, dialect=EVAL)),
+    web.post("/v1/workflows/tests/runs", partial(create_run, dialect=TEST)),
+    web.get("/v1/workflows/tests/runs", partial(list_runs, dialect=TEST)),
+    web.get("/v1/workflows/tests/runs/{run_id}", partial(get_run, dialect=TEST)),
+    web.post("/v1/workflows/tests/runs/{run_id}/cancel", partial(cancel_run, dialect=TEST)),
+    web.get("/v1/workflows/tests/results", partial(list_results, dialect=TEST)),
+    web.get("/v1/workflows/tests/results/{result_id}", partial(get_result, dialect=TEST)),
+    web.post("/v1/workflows/{workflow_id}/tests/runs", create_nested_run),
+    web.get("/v1/workflows/tests/runs/{run_id}/results", nested_results),
+    web.get("/v1/workflows/tests/runs/{run_id}/results/{test_id}", nested_result),
+    web.get("/v1/runs", all_runs),
+]

@@ -10,13 +10,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.api.http import json_response, page_json, page_request, q_list
+from orchestrator.api.http import json_response
 from orchestrator.api.keys import SESSIONS, SETTINGS
 from orchestrator.api.middleware import COOKIE
-from orchestrator.api.routes.runs import run_filters
-from orchestrator.api.routes.workflows import svc
-from orchestrator.errors import Unprocessable
-from orchestrator.wire import render
 
 routes = web.RouteTableDef()
 
@@ -24,7 +20,6 @@ routes = web.RouteTableDef()
 # (pyproject's package-dir); the editable install's finder maps that name to the checkout's web/.
 PACKAGE = "orchestrator._web"
 CHECKOUT_WEB = Path(__file__).resolve().parents[3] / "web"
-KINDS = ("eval", "test", "experiment")
 TYPES = {
     ".html": "text/html",
     ".js": "text/javascript",
@@ -126,18 +121,3 @@ async def session(request: web.Request) -> web.Response:
     """Reached only when the auth middleware accepted the caller (cookie or key): signed in."""
     via = "cookie" if request.cookies.get(COOKIE) and not request.headers.get("Authorization") else "key"
     return json_response({"signed_in": True, "via": via})
-
-
-@routes.get("/v1/runs")
-async def all_runs(request: web.Request) -> web.Response:
-    """Every run of every kind, newest first: the page's runs list (the per-kind lists cannot be merged
-    into one cursor order on the client)."""
-    kinds = tuple(q_list(request, "kind")) or KINDS
-    bad = [k for k in kinds if k not in KINDS]
-    if bad:
-        raise Unprocessable(
-            f"Unknown run kind {bad[0]!r}",
-            details={"errors": [{"loc": ["query", "kind"], "msg": f"must be one of {list(KINDS)}", "type": "enum"}]},
-        )
-    p = await svc(request).store.runs.list_page(kinds, page_request(request, 25), run_filters(request, "_"))
-    return json_response(page_json(p, [render.run(r) for r in p.rows]))

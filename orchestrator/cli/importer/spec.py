@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.core.planning import RUNNABLE_TYPES
 from orchestrator.wire import requests as rq
+from orchestrator.wire.blocks import BlockConfigError, validate_block_config
 from orchestrator.wire.conditions import validate_assertion
 
 DEFAULT_HANDLE = "input-file-document"
 DEFAULT_OUTPUT = "output-json-0"
-RUNNABLE = ("extract", "classifier", "split")
 
 
 class SpecError(Exception):
@@ -230,7 +229,7 @@ def _expand(pattern: str, base: Path, where: str) -> list[str]:
 
 def _block_ref(ref: str | None, blocks: list[BlockSpec], where: str) -> str:
     if ref is None:
-        runnable = [b.label for b in blocks if b.type in RUNNABLE]
+        runnable = [b.label for b in blocks if b.type in RUNNABLE_TYPES]
         if len(runnable) != 1:
             raise SpecError(f"{where}: say which block with `block:` (the file has {len(runnable)} runnable blocks)")
         return runnable[0]
@@ -250,17 +249,13 @@ def _unique(names: list[str], what: str) -> None:
 
 
 def _check_block(block: BlockSpec, where: str) -> None:
-    """The checks the server makes on a block config, done before anything is written."""
+    """The server's own checks of a block config (the same validator), done before anything is written."""
     try:
-        rq.BlockConfig.model_validate(block.config)
-    except ValidationError as exc:
-        raise SpecError(f"invalid block config:\n  {_format_errors(exc, where + '.config')}") from exc
-    schema = block.config.get("json_schema")
-    if block.type == "extract" and schema is not None:
-        try:
-            Draft202012Validator.check_schema(schema)
-        except SchemaError as exc:
-            raise SpecError(f"{where}.config.json_schema is not a valid JSON schema: {exc.message}") from exc
+        validate_block_config(block.type, block.config)
+    except BlockConfigError as exc:
+        if exc.validation is not None:
+            raise SpecError(f"invalid block config:\n  {_format_errors(exc.validation, where + '.config')}") from exc
+        raise SpecError(f"{where}.{exc.message}") from exc
 
 
 def parse(raw: Any, source: Path) -> ImportPlan:

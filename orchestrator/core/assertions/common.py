@@ -12,6 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.core.enums import lenient_enum
+from orchestrator.ids import canonical_json as canonical_bytes
+
 OPS: frozenset[str] = frozenset({"gt", "gte", "lt", "lte", "eq", "neq"})
 
 
@@ -54,7 +57,8 @@ class Check:
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    """`ids.canonical_json` as text: judge keys, and what regex and similarity conditions read of a non-string."""
+    return canonical_bytes(value).decode()
 
 
 def fmt(value: Any, limit: int = 200) -> str:
@@ -112,12 +116,8 @@ def matches_subset(actual: Any, expected: Any) -> bool:
     return deep_equal(actual, expected)
 
 
-def normalise_enum(value: Any) -> Any:
-    """Accept ``"ConditionOp.GTE"`` / ``"GTE"`` for ``"gte"`` (the SDK sometimes renders enum members)."""
-    raw = getattr(value, "value", value)
-    if isinstance(raw, str):
-        return raw.rsplit(".", 1)[-1].strip().lower()
-    return raw
+# The one lenient-enum reading (core.enums), under the name the evaluators import.
+normalise_enum = lenient_enum
 
 
 def compare(op: str, actual: float, expected: float) -> bool:
@@ -159,7 +159,7 @@ def num(cond: Mapping[str, Any], key: str) -> float:
 
 
 def op_of(cond: Mapping[str, Any]) -> str:
-    op = normalise_enum(req(cond, "op"))
+    op = lenient_enum(req(cond, "op"))
     if op not in OPS:
         raise Blocked("invalid_condition", f"unknown op {fmt(op)}", {"field": "op"})
     return str(op)

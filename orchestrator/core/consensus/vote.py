@@ -6,7 +6,6 @@ values and float sums use ``math.fsum`` (exactly rounded), so the result never d
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
@@ -18,16 +17,15 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
+# Grouping and ordering keys: bytes compare in the same order as the text they encode.
+from orchestrator.ids import canonical_json as canonical_json
+
 NUMBER_REL_TOL = 0.03
 STRING_SIM_THRESHOLD = 0.9
 _MAX_DECIMALS = 10
 
 _PUNCT = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def is_number(value: Any) -> bool:
@@ -183,7 +181,7 @@ def vote_bools(values: Sequence[bool]) -> tuple[bool, int]:
 
 def vote_canonical(values: Sequence[Any]) -> tuple[Any, int]:
     """Mixed types (or objects/lists voted as a whole): exact grouping by canonical JSON."""
-    groups: dict[str, list[Any]] = {}
+    groups: dict[bytes, list[Any]] = {}
     for v in values:
         groups.setdefault(canonical_json(v), []).append(v)
     key = min(groups, key=lambda k: (-len(groups[k]), k))

@@ -121,6 +121,16 @@ class OpenAIEngine:
         )
         return PassOutput(output=output, engine=self.name, model=str(request.config.get("model") or model), usage=usage)
 
+    def set_share(self, fraction: float) -> None:
+        """Several workers use this route: each keeps `fraction` of its requests/tokens per minute and of
+        its concurrency, so the route's limits hold for all of them together."""
+        self.limiter.scale(fraction)
+        slots = max(1, round(self.max_concurrency * fraction))
+        if self._slots is None:
+            self._slots = anyio.CapacityLimiter(slots)
+        else:
+            self._slots.total_tokens = slots
+
     async def judge(self, request: JudgeRequest) -> JudgeAnswer:
         answer, _ = await self._ask(self._model(request.config), judge_task(request), temperature=0.0)
         if not isinstance(answer, JudgeAnswer):  # pragma: no cover - judge_task always builds one

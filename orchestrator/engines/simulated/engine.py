@@ -47,35 +47,15 @@ from orchestrator.engines.simulated.rules import (
     resolve,
     schema_type,
 )
+from orchestrator.ids import canonical_encode, canonical_json
 
 Sleep = Callable[[float], Awaitable[None]]
 
 _PREFERRED_HANDLES = ("input-file-document", "document", "input-file-0")
-_JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 _RATE_KEYS = ("transient_error_rate", "error_rate", "disagreement")
 _FILLER_STRINGS = ("N/A", "unknown", "see attached", "TBD", "pending")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _NO_RATES = dict.fromkeys(_RATE_KEYS, 0.0)
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, bytes):
-        return hashlib.sha256(obj).hexdigest()
-    return str(obj)
-
-
-def _dumps(value: Any) -> tuple[bytes, bool]:
-    """Canonical JSON, and whether orjson could write it (it refuses integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value, default=_default, option=_JSON_OPTS), True
-    except orjson.JSONEncodeError:
-        return json.dumps(value, default=_default, sort_keys=True, separators=(",", ":")).encode(), False
-
-
-def canonical_json(value: Any) -> bytes:
-    return _dumps(value)[0]
 
 
 class _LRU:
@@ -149,7 +129,7 @@ class SimulatedEngine:
                 code="unsupported_block_type",
                 message=f"the simulated engine cannot run {request.block_type!r} blocks",
             )
-        blob, fast = _dumps(output)
+        blob, fast = canonical_encode(output)
         if p <= 0:  # a private copy: the cached base must never be shared (perturbation copies otherwise)
             output = orjson.loads(blob) if fast else json.loads(blob)
         prompt = len(_text_of(source)) // 4

@@ -10,6 +10,8 @@ from orchestrator.store.sqlite.events import EventStore
 from orchestrator.store.sqlite.experiments import ExperimentStore
 from orchestrator.store.sqlite.files import FileStore
 from orchestrator.store.sqlite.runs import RunStore
+from orchestrator.store.sqlite.signals import Signals
+from orchestrator.store.sqlite.workers import WorkerStore
 from orchestrator.store.sqlite.workflows import WorkflowStore
 
 __all__ = ["SqliteStore"]
@@ -28,6 +30,8 @@ class SqliteStore:
         self.runs = RunStore(self.db)
         self.children = ChildStore(self.db)
         self.events = EventStore(self.db)
+        self.workers = WorkerStore(self.db)
+        self.signals = Signals(path)
 
     @property
     def url(self) -> str:
@@ -41,3 +45,4 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self.db.close()
+        self.signals.close()

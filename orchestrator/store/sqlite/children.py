@@ -8,6 +8,7 @@ and recovery.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -32,15 +33,18 @@ class ChildStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, run_id: str, limit: int) -> list[ClaimedChild]:
+    async def claim(
+        self, run_id: str, limit: int, *, owner: str | None = None, lease_s: float = 0.0
+    ) -> list[ClaimedChild]:
         """Move up to `limit` pending children to queued (one transaction) and return them in order,
-        decoded, each with the current assertion of its saved check (`assertion`, None without one)."""
+        decoded, each with the current assertion of its saved check (`assertion`, None without one).
+        With an `owner`, the claim is a lease that expires `lease_s` from now unless renewed."""
 
         def tx(conn: sqlite3.Connection) -> list[ClaimedChild]:
             st = runstate.load(conn, run_id)
             if st is None or st["status"] in lifecycle.TERMINAL:
                 return []
-            rows = _claim(conn, run_id, limit)
+            rows = _claim(conn, run_id, limit, owner, lease_s)
             if rows:
                 lifecycle.claim(st, len(rows))
                 runstate.save(conn, run_id, st)
@@ -49,7 +53,7 @@ class ChildStore:
         return await self.db.write(tx)
 
     async def start_run(
-        self, run_id: str, limit: int
+        self, run_id: str, limit: int, *, owner: str | None = None, lease_s: float = 0.0
     ) -> tuple[dict[str, Any], FeedEvent | None, list[ClaimedChild]]:
         """A run starting: pending → queued and its first page claimed, in ONE transaction (one wait
         for the writer instead of two when the runner is busy). Returns the run state after, the
@@ -65,7 +69,7 @@ class ChildStore:
                 log.add(run_id, st, "progress")
             rows: list[ClaimedChild] = []
             if st["status"] not in lifecycle.TERMINAL:
-                rows = _claim(conn, run_id, limit)
+                rows = _claim(conn, run_id, limit, owner, lease_s)
                 lifecycle.claim(st, len(rows))
             runstate.save(conn, run_id, st)
             events = log.flush()
@@ -73,38 +77,43 @@ class ChildStore:
 
         return await self.db.commit(tx)
 
-    async def apply(self, starts: list[ChildStart], finishes: list[ChildFinish]) -> list[FeedEvent]:
+    async def apply(
+        self, starts: list[ChildStart], finishes: list[ChildFinish], *, owner: str | None = None
+    ) -> list[FeedEvent]:
         """Group commit: children started and finished since the last batch, in ONE transaction.
 
         A start applies only to a queued child and a finish only to an open (queued/running) one: a
-        child cancelled meanwhile, or already committed before a crash, is never counted twice. The
-        run states are derived in Python from one read per run, and every table is written with one
-        set-based statement, so a batch costs the same handful of statements whatever its size.
-        Each finish gets a `child.finished` event; a run with starts but no finish gets one `progress`;
-        a run whose last open child finishes here ends here too (`run.finished`).
+        child cancelled meanwhile, or already committed before a crash, is never counted twice. With an
+        `owner`, only children it still holds the lease of are touched: a worker that lost its lease
+        (presumed dead, its children claimed again) cannot commit over the new claim. The run states
+        are derived in Python from one read per run, and every table is written with one set-based
+        statement, so a batch costs the same handful of statements whatever its size. Each finish gets
+        a `child.finished` event; a run with starts but no finish gets one `progress`; a run whose last
+        open child finishes here ends here too (`run.finished`).
         """
         if not starts and not finishes:
             return []
         ts = now_iso()
-        return await self.db.commit(lambda conn: _apply(conn, starts, finishes, ts))
+        return await self.db.commit(lambda conn: _apply(conn, starts, finishes, ts, owner))
+
+    async def release(self, owner: str) -> int:
+        """A worker stopping: the children it holds go back to pending for another worker."""
+        return await self.db.commit(lambda conn: _release(conn, "lease_owner = ?", (owner,), now_iso()))
+
+    async def reclaim(self, now: float, dead_owners: list[str]) -> int:
+        """Children whose lease expired, or whose owner is known dead, go back to pending (each of
+        them will run again: passes are at-least-once; results and counts stay exactly-once)."""
+        # Unowned claims come from a runner without leases (an older version that died): never renewed.
+        cond = "lease_expires < ? OR lease_owner IS NULL"
+        params: list[Any] = [now]
+        if dead_owners:
+            cond += f" OR lease_owner IN ({','.join('?' * len(dead_owners))})"
+            params += dead_owners
+        return await self.db.commit(lambda conn: _release(conn, f"({cond})", params, now_iso()))
 
     async def requeue_interrupted(self) -> int:
-        """At start-up: children claimed or running when the process died go back to pending."""
-
-        def tx(conn: sqlite3.Connection) -> int:
-            open_runs = conn.execute("SELECT id FROM runs WHERE status IN ('pending','queued','running')")
-            open_ids = [r["id"] for r in open_runs]
-            n = conn.execute(
-                "UPDATE children SET status = 'pending', started_at = NULL, attempt = attempt + 1"
-                " WHERE status IN ('queued','running')"
-            ).rowcount
-            for run_id in open_ids:
-                st = runstate.require(conn, run_id)
-                lifecycle.release(st, int(st["c_queued"]), int(st["c_running"]))
-                runstate.save(conn, run_id, st)
-            return int(n)
-
-        return await self.db.write(tx)
+        """One runner that restarts: every claimed or running child goes back to pending."""
+        return await self.db.commit(lambda conn: _release(conn, "1 = 1", (), now_iso()))
 
     async def recount(self, run_id: str) -> dict[str, int]:
         rows = await self.db.fetchall(
@@ -190,8 +199,11 @@ class ChildStore:
         return p
 
 
-def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[ClaimedChild]:
-    """pending → queued for up to `limit` children, in position order; the caller updates the counts."""
+def _claim(
+    conn: sqlite3.Connection, run_id: str, limit: int, owner: str | None, lease_s: float
+) -> list[ClaimedChild]:
+    """pending → queued for up to `limit` children, in position order, under a lease when `owner` is
+    given; the caller updates the counts."""
     # The page travels as one JSON row: see db.py for why rows are not stepped one by one.
     picked = conn.execute(
         "SELECT json_group_array(id) AS ids, count(*) AS n FROM (SELECT id FROM children"
@@ -200,7 +212,11 @@ def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[ClaimedChi
     ).fetchone()
     if not picked["n"]:
         return []
-    conn.execute("UPDATE children SET status = 'queued' WHERE id IN (SELECT value FROM json_each(?))", (picked["ids"],))
+    conn.execute(
+        "UPDATE children SET status = 'queued', lease_owner = ?, lease_expires = ?"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (owner, time.time() + lease_s if owner else None, picked["ids"]),
+    )
     page = conn.execute(
         "SELECT json_group_array(json_object('id', c.id, 'run_id', c.run_id, 'position', c.position,"
         " 'check_id', c.check_id, 'document_id', c.document_id, 'block_id', c.block_id,"
@@ -218,13 +234,16 @@ def _claim(conn: sqlite3.Connection, run_id: str, limit: int) -> list[ClaimedChi
 
 
 def _apply(
-    conn: sqlite3.Connection, starts: list[ChildStart], finishes: list[ChildFinish], ts_now: str
+    conn: sqlite3.Connection, starts: list[ChildStart], finishes: list[ChildFinish], ts_now: str, owner: str | None
 ) -> tuple[list[FeedEvent], list[FeedEvent]]:
     ids = dumps([s.child_id for s in starts] + [f.child_id for f in finishes])
+    fence = "" if owner is None else " AND lease_owner = ?"
     found = conn.execute(
-        "SELECT json_group_object(id, status) AS s FROM children WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+        "SELECT json_group_object(id, status) AS s FROM children"
+        f" WHERE id IN (SELECT value FROM json_each(?)){fence}",
+        (ids,) if owner is None else (ids, owner),
     ).fetchone()
-    status: dict[str, str] = loads(found["s"], {})
+    status: dict[str, str] = loads(found["s"], {})  # children this batch may touch, and their status
     states: dict[str, dict[str, Any]] = {}
     for rid in sorted({s.run_id for s in starts} | {f.run_id for f in finishes}):
         st = runstate.load(conn, rid)
@@ -298,7 +317,7 @@ _FINISH_SQL = (
     "UPDATE children SET status = j.value ->> 0, verdict = j.value ->> 1, score = j.value ->> 2,"
     " error_json = j.value ->> 3, result_json = j.value ->> 4, artifact_id = j.value ->> 5,"
     " started_at = coalesce(children.started_at, j.value ->> 6), completed_at = j.value ->> 7,"
-    f" attempt = j.value ->> 8 {_J} WHERE children.id = j.value ->> 9"
+    f" attempt = j.value ->> 8, lease_owner = NULL, lease_expires = NULL {_J} WHERE children.id = j.value ->> 9"
 )
 _ARTIFACT_SQL = (
     "INSERT INTO artifacts(id, run_id, child_id, operation, body_json, created_at) SELECT j.value ->> 0,"
@@ -325,3 +344,29 @@ def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
         f.attempt,
         f.child_id,
     )
+
+
+def _release(conn: sqlite3.Connection, cond: str, params: Any, ts: str) -> tuple[int, list[FeedEvent]]:
+    """Open claimed children matching `cond` → pending (attempt + 1, lease cleared), with each run's
+    counts and one `progress` event per run whose counts moved."""
+    moved = conn.execute(
+        "SELECT run_id, sum(status = 'queued') AS q, sum(status = 'running') AS r FROM children"
+        f" WHERE status IN ('queued','running') AND ({cond}) GROUP BY run_id",
+        params,
+    ).fetchall()
+    if not moved:
+        return 0, []
+    n = conn.execute(
+        "UPDATE children SET status = 'pending', started_at = NULL, attempt = attempt + 1, lease_owner = NULL,"
+        f" lease_expires = NULL WHERE status IN ('queued','running') AND ({cond})",
+        params,
+    ).rowcount
+    log = runstate.EventLog(conn, ts)
+    for row in moved:
+        st = runstate.load(conn, row["run_id"])
+        if st is None or st["status"] in lifecycle.TERMINAL:
+            continue
+        lifecycle.release(st, int(row["q"]), int(row["r"]))
+        log.add(row["run_id"], st, "progress")
+        runstate.save(conn, row["run_id"], st)
+    return int(n), log.flush()

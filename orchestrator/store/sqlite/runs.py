@@ -186,6 +186,28 @@ class RunStore:
 
         return await self.db.commit(tx)
 
+    async def claimable(self, limit: int) -> list[str]:
+        """Open runs a worker should take up, oldest first: not started yet, with children still to hand
+        out, or with no open child left but not ended (a stop between the last commit and the end)."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM runs WHERE status = 'pending' OR (status IN ('queued','running')"
+            " AND (c_pending > 0 OR c_queued + c_running = 0)) ORDER BY n LIMIT ?",
+            (limit,),
+        )
+        return [r["id"] for r in rows]
+
+    async def statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The current status of each run that still exists."""
+        out: dict[str, str] = {}
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = await self.db.fetchall(
+                f"SELECT id, status FROM runs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            out.update({r["id"]: r["status"] for r in rows})
+        return out
+
     async def previous_completed(self, experiment_id: str, before_n: int) -> Row | None:
         row = await self.db.fetchone(
             "SELECT * FROM runs WHERE experiment_id = ? AND status = 'completed' AND n < ? ORDER BY n DESC LIMIT 1",

@@ -1,0 +1,88 @@
+"""Group commit: finished children wait a few milliseconds (or until a batch is full) and go to the store
+in one transaction, instead of one commit each (9–19× slower, measured in DESIGN §6)."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from orchestrator.store import ChildFinish, ChildStart, FeedEvent, Store
+
+log = logging.getLogger("orchestrator.runner")
+Item = tuple[str, Any]  # ("start", ChildStart) | ("finish", ChildFinish)
+
+
+def run_of(item: Item) -> str:
+    return str(item[1].run_id)
+
+
+async def group_commit(
+    recv: MemoryObjectReceiveStream[Item],
+    *,
+    interval_s: float,
+    limit: int,
+    next_batch: Callable[[deque[Item], int], list[Item]],
+    commit: Callable[[list[Item]], Awaitable[None]],
+) -> None:
+    """Until the stream ends (and everything received is committed): wait for an item, gather more for
+    up to `interval_s` or `limit` items, let `next_batch` choose the batch, `commit` it."""
+    backlog: deque[Item] = deque()  # received, not yet committed; at most `limit`
+    async with recv:
+        ended = False
+        while True:
+            if not backlog:
+                if ended:
+                    return
+                try:
+                    backlog.append(await recv.receive())
+                except anyio.EndOfStream:
+                    return
+                with anyio.move_on_after(interval_s):
+                    try:
+                        while len(backlog) < limit:
+                            backlog.append(await recv.receive())
+                    except anyio.EndOfStream:
+                        ended = True
+            # whatever is already queued joins the choice (no more than a batch: memory)
+            while len(backlog) < limit:
+                try:
+                    backlog.append(recv.receive_nowait())
+                except anyio.EndOfStream:
+                    ended = True
+                    break
+                except anyio.WouldBlock:
+                    break
+            await commit(next_batch(backlog, limit))
+
+
+async def commit_items(
+    store: Store, owner: str, batch: list[Item], fail_run: Callable[[str, str], Awaitable[None]]
+) -> list[FeedEvent]:
+    """One transaction for the batch; if it fails, one per item so a poison row is isolated: its run
+    fails (never stays running) and the others commit. Shielded: the store publishes what it committed."""
+    starts: list[ChildStart] = [v for k, v in batch if k == "start"]
+    finishes: list[ChildFinish] = [v for k, v in batch if k == "finish"]
+    events: list[FeedEvent] = []
+    with anyio.CancelScope(shield=True):
+        try:
+            events = await store.children.apply(starts, finishes, owner=owner)
+            starts, finishes = [], []
+        except Exception:
+            log.exception("group commit of %d item(s) failed; committing them one by one", len(batch))
+        for start in starts:
+            try:
+                events += await store.children.apply([start], [], owner=owner)
+            except Exception:
+                log.exception("start of child %s could not be stored", start.child_id)
+        for finish in finishes:
+            try:
+                events += await store.children.apply([], [finish], owner=owner)
+            except Exception as exc:
+                log.exception("result of child %s could not be stored", finish.child_id)
+                await fail_run(finish.run_id, f"internal error while storing a result: {exc!r}")
+    return events

@@ -1,0 +1,137 @@
+"""Eval runs and test runs (spec §2.7–2.10): create from a scope, cancel, read with freshness, results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.core import planning
+from orchestrator.core.freshness import Freshness, eval_run_freshness
+from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.errors import NotFound
+from orchestrator.ids import RunKind, new_run_id
+from orchestrator.service.base import UseCase
+from orchestrator.store import Page, PageRequest, Row
+from orchestrator.wire.dialects import TEST
+
+CANCEL_REASON = "cancelled by request"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A run as read now: eval/test runs carry their freshness (None for experiment runs)."""
+
+    row: Row
+    freshness: Freshness | None = None
+
+
+@dataclass(frozen=True)
+class ResultView:
+    """One child of an eval/test run, with the saved check it ran (None once that was deleted)."""
+
+    child: Row
+    check: Row | None
+
+
+class RunService(UseCase):
+    async def create(
+        self, kind: RunKind, workflow_id: str, scope: dict[str, Any] | None, n_consensus: int | None
+    ) -> RunView:
+        wf = await self._store.workflows.get_workflow(workflow_id)
+        scope = scope or {"type": "workflow"}
+        check_id, block_id = planning.scope_target(scope)
+        if check_id:
+            await self._store.checks.get(check_id, workflow_id, noun="Eval" if kind == "eval" else "Test")
+        if block_id:
+            await self._store.workflows.get_block(block_id, workflow_id)
+        checks = await self._store.checks.for_scope(workflow_id, check_id=check_id, block_id=block_id)
+        blocks = {b["id"]: b for b in await self._store.workflows.all_blocks(workflow_id)}
+        plan = planning.plan_check_run(scope, checks, blocks)
+        run = {
+            "id": new_run_id(kind),
+            "kind": kind,
+            "workflow_id": workflow_id,
+            "workflow_version_id": await self._draft_version(workflow_id),
+            "workflow_name": wf["name"],
+            "block_id": plan.block_id,
+            "check_id": plan.check_id,
+            "scope": scope,
+            "n_consensus": n_consensus,
+            "fingerprints": plan.fingerprints,
+        }
+        row = await self._launch(run, plan.children)
+        return RunView(row, eval_run_freshness(row["id"], plan.fingerprints, plan.fingerprints))
+
+    async def list_page(
+        self, kinds: tuple[RunKind, ...], req: PageRequest, filters: dict[str, Any]
+    ) -> tuple[Page, list[RunView]]:
+        """Runs of the given kinds, newest first (every kind at once: the page's runs list)."""
+        page = await self._store.runs.list_page(kinds, req, filters)
+        return page, await self._views(page.rows)
+
+    async def get(self, run_id: str, kinds: tuple[RunKind, ...]) -> RunView:
+        return (await self._views([await self._store.runs.get(run_id, kinds)]))[0]
+
+    async def cancel(self, run_id: str, kinds: tuple[RunKind, ...]) -> RunView:
+        """404 `not_cancellable` once the run has ended."""
+        run = await self._store.runs.get(run_id, kinds)
+        if run["status"] in TERMINAL or not await self._deps.runner.cancel(run_id, CANCEL_REASON):
+            raise NotFound(
+                f"Run {run_id} is {run['status']} and cannot be cancelled",
+                code="not_cancellable",
+                details={"run_id": run_id, "status": run["status"]},
+            )
+        return await self.get(run_id, kinds)
+
+    async def results(self, run_id: str, kinds: tuple[RunKind, ...], req: PageRequest) -> tuple[Page, list[ResultView]]:
+        run = await self._store.runs.get(run_id, kinds)
+        page = await self._store.children.list_page(run["id"], req)
+        checks = {
+            c["id"]: c for c in await self._store.checks.for_scope(run["workflow_id"], check_id=None, block_id=None)
+        }
+        views = []
+        for child in page.rows:
+            child["workflow_id"] = run["workflow_id"]
+            child["run_kind"] = run["kind"]
+            views.append(ResultView(child, checks.get(child["check_id"])))
+        return page, views
+
+    async def result(self, result_id: str, kinds: tuple[RunKind, ...]) -> ResultView:
+        child = await self._store.children.get(result_id, kinds)
+        check = None
+        if child.get("check_id"):
+            try:
+                check = await self._store.checks.get(child["check_id"])
+            except NotFound:
+                check = None
+        return ResultView(child, check)
+
+    async def result_of_check(self, run_id: str, check_id: str) -> ResultView:
+        """Seed era: a test run's result addressed by the saved test it ran."""
+        child = await self._store.children.by_check(run_id, check_id)
+        return await self.result(child["id"], TEST.run_kinds)
+
+    async def _views(self, rows: list[Row]) -> list[RunView]:
+        """Eval/test runs with their freshness: the fingerprints each recorded against the plan its scope
+        would make now (one read of the checks per scope, of the blocks per workflow)."""
+        blocks: dict[str, dict[str, Row]] = {}
+        plans: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
+        views = []
+        for row in rows:
+            recorded = row.get("fingerprints") or {}
+            if row["kind"] == "experiment":
+                views.append(RunView(row))
+                continue
+            if not recorded.get("validity_fingerprint"):  # nothing to compare: no need to plan again
+                views.append(RunView(row, eval_run_freshness(row["id"], recorded, None)))
+                continue
+            wid = row["workflow_id"]
+            check_id, block_id = planning.scope_target(row.get("scope"))
+            key = (wid, check_id, block_id)
+            if key not in plans:
+                if wid not in blocks:
+                    blocks[wid] = {b["id"]: b for b in await self._store.workflows.all_blocks(wid)}
+                checks = await self._store.checks.for_scope(wid, check_id=check_id, block_id=block_id)
+                plans[key] = planning.plan_check_run(row.get("scope"), checks, blocks[wid]).fingerprints
+            views.append(RunView(row, eval_run_freshness(row["id"], recorded, plans[key])))
+        return views
