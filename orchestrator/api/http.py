@@ -151,7 +151,7 @@ def page_request(request: web.Request, default_limit: int = 50, default_order: s
     )
 
 
-def page_json(page: Page, items: list[Any]) -> dict[str, Any]:
+def page_json(page: Page[Any], items: list[Any]) -> dict[str, Any]:
     return {"data": items, "list_metadata": {"before": page.before, "after": page.after}}
 
 

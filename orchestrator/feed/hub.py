@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
@@ -172,7 +172,7 @@ class Hub:
         self._rings: dict[tuple[Mode, str], Ring] = {}
         self._by_run: dict[tuple[Mode, str | None], set[Subscription]] = {}
         self.encoded: Fifo[int, bytes] = Fifo(max(256, 2 * capacity))
-        self.rows: Fifo[str, dict[str, Any]] = Fifo(256)
+        self.rows: Fifo[str, Mapping[str, Any]] = Fifo(256)  # runs' immutable columns, by id
         # Aligned pages of stored events replayed by lagging readers, shared by all of them (stream.py).
         self.pages: Fifo[tuple[str | None, int], list[Event]] = Fifo(8)
         self._closed: anyio.Event | None = None

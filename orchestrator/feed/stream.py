@@ -36,8 +36,8 @@ from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
 from orchestrator.feed.wsframe import ws_text
-from orchestrator.ids import parse_iso
-from orchestrator.store import Store
+from orchestrator.ids import parse_iso, run_kind_of
+from orchestrator.store import Record, Store
 
 
 class Frame(NamedTuple):
@@ -58,9 +58,9 @@ def make_frame(cursor: int | None, type_: str, data: bytes) -> Frame:
 
 
 class Renderer(Protocol):
-    def run(self, row: dict[str, Any]) -> dict[str, Any]: ...
+    def run(self, row: Record) -> dict[str, Any]: ...
 
-    def child(self, child: dict[str, Any]) -> dict[str, Any]: ...
+    def child(self, child: Record) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -75,17 +75,16 @@ class Feed:
     snapshot_recent: int = 20
     snapshot_limit: int = 500
 
-    async def static_row(self, run_id: str) -> dict[str, Any]:
+    async def static_row(self, run_id: str) -> Record:
         """The run's immutable columns (cached); an event's body supplies the state on top."""
         row = self.hub.rows.get(run_id)
         if row is None:
             try:
                 row = await self.store.runs.get(run_id)
             except NotFound:  # the run was deleted after the event: render what the event knows
-                kind = "experiment" if run_id.startswith("exprun_") else "eval"
-                row = {"id": run_id, "kind": kind, "workflow_id": None, "workflow_version_id": None}
-                row |= {"workflow_name": None, "experiment_id": None, "block_id": None, "block_type": None}
-                row |= {"n_consensus": None, "fingerprints": {}, "created_at": None}
+                gone = {"id": run_id, "kind": run_kind_of(run_id), "workflow_id": None, "workflow_version_id": None}
+                gone |= {"workflow_name": None, "experiment_id": None, "block_id": None, "block_type": None}
+                row = gone | {"n_consensus": None, "fingerprints": {}, "created_at": None}
             self.hub.rows.put(run_id, row)
         return row
 
@@ -274,7 +273,7 @@ class _Reader:
             out.append(await self._finished(row))
         return out, False
 
-    async def _snapshot(self, row: dict[str, Any]) -> Frame:
+    async def _snapshot(self, row: Record) -> Frame:
         assert self.run_id is not None
         seq = int(row["last_seq"])
         gseq = await self.feed.store.events.gseq_of(self.run_id, seq)
@@ -283,7 +282,7 @@ class _Reader:
         self.last = seq
         return make_frame(seq, "snapshot", orjson.dumps({**body, "run": self.feed.render.run(row)}))
 
-    async def _finished(self, row: dict[str, Any]) -> Frame:
+    async def _finished(self, row: Record) -> Frame:
         """A terminal run seen at (re)subscription: its state as a closing `run.finished`."""
         assert self.run_id is not None
         seq = int(row["last_seq"])

@@ -10,7 +10,7 @@ from orchestrator.core import planning
 from orchestrator.engines.base import Document, EngineError, HandleValue, JsonInput
 from orchestrator.engines.documents import load_document
 from orchestrator.errors import NotFound
-from orchestrator.store import Row, Store
+from orchestrator.store import Row, RunRecord, Store
 
 
 class RunSetupError(Exception):
@@ -27,7 +27,7 @@ class RunContext:
     """Blocks are resolved once per run; each child carries its own assertion (read when claimed),
     so a run over 100,000 saved checks never holds them all."""
 
-    run: Row
+    run: RunRecord
     blocks: dict[str, Row]
     draft_fp: str
 
@@ -42,7 +42,7 @@ class RunContext:
         return planning.effective_n(block.get("config"), self.run.get("n_consensus"))
 
 
-async def prepare(store: Store, run: Row) -> RunContext:
+async def prepare(store: Store, run: RunRecord) -> RunContext:
     """Resolve the run against the CURRENT draft (spec §2.7: runs execute the draft).
 
     The run's own target block (experiments; eval/test runs scoped to a block or one check) must

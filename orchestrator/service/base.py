@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from orchestrator.core import planning
 from orchestrator.errors import NotFound, Unprocessable
 from orchestrator.settings import Settings
-from orchestrator.store import Row, Store
+from orchestrator.store import Row, RunRecord, Store
 
 
 class RunControl(Protocol):
@@ -35,7 +35,7 @@ class UseCase:
 
     async def _launch(
         self, run: dict[str, Any], children: list[dict[str, Any]] | None = None, *, experiment_id: str | None = None
-    ) -> Row:
+    ) -> RunRecord:
         """Store a run with its children (one transaction; the store publishes its first event), then
         tell the runner."""
         row, _event = await self._store.runs.create_run(run, children, experiment_id=experiment_id)

@@ -24,7 +24,7 @@ class CheckView:
 class CheckService(UseCase):
     async def list_page(
         self, workflow_id: str, req: PageRequest, *, block_id: str | None
-    ) -> tuple[Page, list[CheckView]]:
+    ) -> tuple[Page[Row], list[CheckView]]:
         await self._store.workflows.get_workflow(workflow_id)
         page = await self._store.checks.list_page(workflow_id, req, block_id=block_id)
         return page, await self._views(page.rows)

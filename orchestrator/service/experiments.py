@@ -20,7 +20,7 @@ from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.ids import new_run_id
 from orchestrator.service.base import UseCase
 from orchestrator.service.runs import CANCEL_REASON
-from orchestrator.store import Page, PageRequest, Row
+from orchestrator.store import ArtifactRecord, Page, PageRequest, ResultRecord, Row, RunRecord
 from orchestrator.wire import requests as rq
 
 
@@ -28,7 +28,7 @@ from orchestrator.wire import requests as rq
 class ExperimentView:
     experiment: Row
     block_type: str
-    last_run: Row | None
+    last_run: RunRecord | None
     status: str  # spec §3.7
     freshness: Freshness
     plan: ExperimentPlan
@@ -45,7 +45,7 @@ class ExperimentService(UseCase):
     # -- definitions
     async def list_page(
         self, workflow_id: str, req: PageRequest, *, block_id: str | None
-    ) -> tuple[Page, list[ExperimentView]]:
+    ) -> tuple[Page[Row], list[ExperimentView]]:
         await self._store.workflows.get_workflow(workflow_id)
         page = await self._store.experiments.list_page(workflow_id, req, block_id=block_id)
         return page, [await self._view(r) for r in page.rows]
@@ -115,7 +115,7 @@ class ExperimentService(UseCase):
         return await self._store.experiments.documents(experiment_id)
 
     # -- runs
-    async def create_run(self, body: rq.CreateExperimentRun) -> Row:
+    async def create_run(self, body: rq.CreateExperimentRun) -> RunRecord:
         exp = await self._store.experiments.get(body.experiment_id)
         if body.workflow_id and body.workflow_id != exp["workflow_id"]:
             raise NotFound(
@@ -146,10 +146,10 @@ class ExperimentService(UseCase):
         }
         return await self._launch(run, experiment_id=exp["id"])
 
-    async def list_runs(self, req: PageRequest, filters: dict[str, Any]) -> Page:
+    async def list_runs(self, req: PageRequest, filters: dict[str, Any]) -> Page[RunRecord]:
         return await self._store.runs.list_page(("experiment",), req, filters)
 
-    async def get_run(self, run_id: str) -> Row:
+    async def get_run(self, run_id: str) -> RunRecord:
         return await self._store.runs.get(run_id, "experiment")
 
     async def cancel_run(self, run_id: str) -> Cancelled:
@@ -168,20 +168,22 @@ class ExperimentService(UseCase):
             )
         return Cancelled(run_id, run["status"], run.get("cancel_reason"))
 
-    async def results(self, run_id: str, req: PageRequest) -> Page:
+    async def results(self, run_id: str, req: PageRequest) -> Page[ResultRecord]:
         run = await self._store.runs.get(run_id, "experiment")
         page = await self._store.children.list_page(run["id"], req)
         for child in page.rows:
             child["experiment_id"] = run["experiment_id"]
         return page
 
-    async def result(self, result_id: str) -> Row:
+    async def result(self, result_id: str) -> ResultRecord:
         return await self._store.children.get(result_id, ("experiment",))
 
-    async def artifact(self, artifact_id: str) -> Row:
+    async def artifact(self, artifact_id: str) -> ArtifactRecord:
         return await self._store.children.artifact(artifact_id)
 
-    async def artifacts(self, req: PageRequest, *, run_id: str | None, operation: str | None) -> Page:
+    async def artifacts(
+        self, req: PageRequest, *, run_id: str | None, operation: str | None
+    ) -> Page[ArtifactRecord]:
         return await self._store.children.list_artifacts(req, run_id=run_id, operation=operation)
 
     # -- helpers

@@ -73,7 +73,7 @@ class FileService(UseCase):
         mime_type: str | None,
         from_date: str | None,
         to_date: str | None,
-    ) -> Page:
+    ) -> Page[Row]:
         return await self._store.files.list_page(
             req, filename=filename, mime_type=mime_type, from_date=from_date, to_date=to_date
         )

@@ -15,7 +15,7 @@ from orchestrator.core import metrics
 from orchestrator.core.freshness import metrics_staleness
 from orchestrator.errors import NotFound
 from orchestrator.service.base import UseCase
-from orchestrator.store import Row, Store
+from orchestrator.store import RunRecord, Store
 
 T = TypeVar("T")
 View = Literal["summary", "by_document", "by_target", "votes"]
@@ -37,7 +37,7 @@ class MetricsAnswer:
     """The view's body, or why there is none: `stale_reasons` (the run is stale) or no completed result."""
 
     view: View
-    run: Row
+    run: RunRecord
     experiment_id: str
     body: dict[str, Any] | None = None
     stale_reasons: tuple[str, ...] = ()
@@ -47,7 +47,7 @@ class MetricsAnswer:
 class MetricsService(UseCase):
     async def get(self, q: MetricsQuery) -> MetricsAnswer:
         run = await self._store.runs.get(q.run_id, "experiment")
-        exp = await self._store.experiments.get(run["experiment_id"])
+        exp = await self._store.experiments.get(str(run["experiment_id"]))
         _, bfp, dfp = await self.current_fingerprints(exp)
         fps = run.get("fingerprints") or {}
         reasons = metrics_staleness(fps, bfp, dfp)
@@ -65,7 +65,7 @@ class MetricsService(UseCase):
                 lambda docs: metrics.summary_view(
                     experiment_id=exp["id"],
                     run_id=run["id"],
-                    block_type=run["block_type"],
+                    block_type=run["block_type"] or "extract",
                     block_execution_fingerprint=fps.get("block_execution_fingerprint"),
                     docs=docs,
                     total_document_count=run["total"],
@@ -90,14 +90,14 @@ class MetricsService(UseCase):
                 body = metrics.votes_view(run_id=run["id"], doc=doc, target=str(q.target_path), include_prior=include)
         return MetricsAnswer(q.view, run, exp["id"], body=body)
 
-    async def _prior(self, run: Row, include: bool, prior_id: str | None) -> Row | None:
+    async def _prior(self, run: RunRecord, include: bool, prior_id: str | None) -> RunRecord | None:
         if not include:
             return None
         if prior_id:
             return await self._store.runs.get(prior_id, "experiment")
-        return await self._store.runs.previous_completed(run["experiment_id"], run["n"])
+        return await self._store.runs.previous_completed(str(run["experiment_id"]), run["n"])
 
-    async def _one_doc(self, run: Row, prior: Row | None, document_id: str) -> metrics.DocRecord:
+    async def _one_doc(self, run: RunRecord, prior: RunRecord | None, document_id: str) -> metrics.DocRecord:
         document = await self._store.experiments.document(document_id)
         if document["experiment_id"] != run["experiment_id"]:
             raise NotFound(f"Document {document_id} is not part of run {run['id']}")
@@ -111,7 +111,9 @@ class MetricsService(UseCase):
         )
 
 
-async def _doc_pages(store: Store, run: Row, prior: Row | None) -> AsyncGenerator[list[metrics.DocRecord], None]:
+async def _doc_pages(
+    store: Store, run: RunRecord, prior: RunRecord | None
+) -> AsyncGenerator[list[metrics.DocRecord], None]:
     """(document, record, prior record) in pages of METRICS_PAGE, straight from the store."""
     after = -1
     while True:
@@ -133,7 +135,9 @@ async def _doc_pages(store: Store, run: Row, prior: Row | None) -> AsyncGenerato
         after = rows[-1]["position"]
 
 
-async def streamed(store: Store, run: Row, prior: Row | None, view: Callable[[Iterable[metrics.DocRecord]], T]) -> T:
+async def streamed(
+    store: Store, run: RunRecord, prior: RunRecord | None, view: Callable[[Iterable[metrics.DocRecord]], T]
+) -> T:
     """Run a one-pass metrics view over every document without holding them all: the view runs in
     a worker thread and pulls one page at a time from the event loop. Memory stays at one page plus
     what the view itself returns, and the loop keeps serving while a 50,000-document view computes."""

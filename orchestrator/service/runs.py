@@ -11,7 +11,7 @@ from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.ids import RunKind, new_run_id
 from orchestrator.service.base import UseCase
-from orchestrator.store import Page, PageRequest, Row
+from orchestrator.store import Page, PageRequest, ResultRecord, Row, RunRecord
 from orchestrator.wire.dialects import TEST
 
 CANCEL_REASON = "cancelled by request"
@@ -21,7 +21,7 @@ CANCEL_REASON = "cancelled by request"
 class RunView:
     """A run as read now: eval/test runs carry their freshness (None for experiment runs)."""
 
-    row: Row
+    row: RunRecord
     freshness: Freshness | None = None
 
 
@@ -29,7 +29,7 @@ class RunView:
 class ResultView:
     """One child of an eval/test run, with the saved check it ran (None once that was deleted)."""
 
-    child: Row
+    child: ResultRecord
     check: Row | None
 
 
@@ -64,7 +64,7 @@ class RunService(UseCase):
 
     async def list_page(
         self, kinds: tuple[RunKind, ...], req: PageRequest, filters: dict[str, Any]
-    ) -> tuple[Page, list[RunView]]:
+    ) -> tuple[Page[RunRecord], list[RunView]]:
         """Runs of the given kinds, newest first (every kind at once: the page's runs list)."""
         page = await self._store.runs.list_page(kinds, req, filters)
         return page, await self._views(page.rows)
@@ -83,7 +83,9 @@ class RunService(UseCase):
             )
         return await self.get(run_id, kinds)
 
-    async def results(self, run_id: str, kinds: tuple[RunKind, ...], req: PageRequest) -> tuple[Page, list[ResultView]]:
+    async def results(
+        self, run_id: str, kinds: tuple[RunKind, ...], req: PageRequest
+    ) -> tuple[Page[ResultRecord], list[ResultView]]:
         run = await self._store.runs.get(run_id, kinds)
         page = await self._store.children.list_page(run["id"], req)
         checks = {
@@ -99,7 +101,7 @@ class RunService(UseCase):
     async def result(self, result_id: str, kinds: tuple[RunKind, ...]) -> ResultView:
         child = await self._store.children.get(result_id, kinds)
         check = None
-        if child.get("check_id"):
+        if child["check_id"]:
             try:
                 check = await self._store.checks.get(child["check_id"])
             except NotFound:
@@ -111,7 +113,7 @@ class RunService(UseCase):
         child = await self._store.children.by_check(run_id, check_id)
         return await self.result(child["id"], TEST.run_kinds)
 
-    async def _views(self, rows: list[Row]) -> list[RunView]:
+    async def _views(self, rows: list[RunRecord]) -> list[RunView]:
         """Eval/test runs with their freshness: the fingerprints each recorded against the plan its scope
         would make now (one read of the checks per scope, of the blocks per workflow)."""
         blocks: dict[str, dict[str, Row]] = {}

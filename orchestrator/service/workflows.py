@@ -35,7 +35,7 @@ class ValidatedConfig:
 
 class WorkflowService(UseCase):
     # -- workflows
-    async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page:
+    async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page[Row]:
         return await self._store.workflows.list_workflows(req, project_id=project_id, sort_by=sort_by)
 
     async def create_workflow(self, body: rq.CreateWorkflow) -> Row:
@@ -63,7 +63,7 @@ class WorkflowService(UseCase):
         return await self._store.workflows.set_published(workflow_id, published)
 
     # -- blocks
-    async def list_blocks(self, workflow_id: str, req: PageRequest) -> Page:
+    async def list_blocks(self, workflow_id: str, req: PageRequest) -> Page[Row]:
         return await self._store.workflows.list_blocks(workflow_id, req)
 
     async def create_block(self, body: rq.CreateBlock) -> Row:
@@ -109,7 +109,7 @@ class WorkflowService(UseCase):
     # -- edges
     async def list_edges(
         self, workflow_id: str, req: PageRequest, *, source_block: str | None, target_block: str | None
-    ) -> Page:
+    ) -> Page[Row]:
         return await self._store.workflows.list_edges(
             workflow_id, req, source_block=source_block, target_block=target_block
         )

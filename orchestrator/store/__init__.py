@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.store.interface import Listener, Signals, Store
 from orchestrator.store.records import (
+    ArtifactRecord,
     Broker,
     ChildFinish,
     ChildStart,
@@ -11,10 +12,14 @@ from orchestrator.store.records import (
     FeedEvent,
     Page,
     PageRequest,
+    Record,
+    ResultRecord,
     Row,
+    RunRecord,
 )
 
 __all__ = [
+    "ArtifactRecord",
     "Broker",
     "ChildFinish",
     "ChildStart",
@@ -23,7 +28,10 @@ __all__ = [
     "Listener",
     "Page",
     "PageRequest",
+    "Record",
+    "ResultRecord",
     "Row",
+    "RunRecord",
     "Signals",
     "Store",
     "open_store",

@@ -6,11 +6,13 @@ JSON columns already decoded; the runner's hot path and the feed use the typed r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, NotRequired, Protocol, TypedDict
+from typing import Any, Generic, Literal, NamedTuple, NotRequired, Protocol, TypedDict, TypeVar
 
 Row = dict[str, Any]
+Record = Mapping[str, Any]  # any stored row or typed record, read-only (what renderers take)
+T = TypeVar("T")
 Order = Literal["asc", "desc"]
 
 
@@ -23,8 +25,8 @@ class PageRequest:
 
 
 @dataclass
-class Page:
-    rows: list[Row]
+class Page(Generic[T]):
+    rows: list[T]
     before: str | None
     after: str | None
 
@@ -87,3 +89,86 @@ class ClaimedChild(TypedDict):
     attempt: int
     handle_inputs: dict[str, Any]
     assertion: dict[str, Any] | None
+
+
+class RunRecord(TypedDict):
+    """A run as stored (JSON columns decoded): what it runs, its state and counts, its feed position."""
+
+    n: int
+    id: str
+    kind: str  # eval | test | experiment
+    workflow_id: str
+    workflow_version_id: str
+    workflow_name: str
+    experiment_id: str | None
+    block_id: str | None
+    block_type: str | None
+    check_id: str | None
+    scope: dict[str, Any] | None
+    n_consensus: int | None
+    status: str
+    error: dict[str, Any] | None
+    cancel_reason: str | None
+    trigger_type: str
+    seed: int
+    total: int
+    c_pending: int
+    c_queued: int
+    c_running: int
+    c_completed: int
+    c_error: int
+    c_cancelled: int
+    o_passed: int
+    o_failed: int
+    o_blocked: int
+    score_sum: float
+    score: float | None
+    fingerprints: dict[str, Any]
+    stats: dict[str, Any]
+    last_seq: int
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class ResultRecord(TypedDict):
+    """A child of a run as stored: an eval/test result or an experiment document's result."""
+
+    n: int
+    id: str
+    run_id: str
+    position: int
+    check_id: str | None
+    document_id: str | None
+    block_id: str
+    block_type: str
+    status: str
+    verdict: str | None
+    error: dict[str, Any] | None
+    cancel_reason: str | None
+    attempt: int
+    score: float | None
+    handle_inputs: dict[str, Any]
+    result: dict[str, Any] | None
+    artifact_id: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    lease_owner: str | None
+    lease_expires: float | None
+    # with the run it belongs to, when read by id (and filled in by the readers that render it)
+    run_kind: NotRequired[str]
+    workflow_id: NotRequired[str | None]
+    experiment_id: NotRequired[str | None]
+
+
+class ArtifactRecord(TypedDict):
+    """One child's artifact: every pass's output (`consensus.choices`) and the likelihoods."""
+
+    n: int
+    id: str
+    run_id: str
+    child_id: str
+    operation: str
+    body: dict[str, Any]
+    created_at: str

@@ -8,10 +8,10 @@ from typing import Any
 from orchestrator.core.freshness import Freshness
 from orchestrator.core.lifecycle import lifecycle_counts, outcome_counts
 from orchestrator.ids import iso, ms_between
-from orchestrator.store import Row
+from orchestrator.store import Record
 
 
-def workflow(row: Row) -> dict[str, Any]:
+def workflow(row: Record) -> dict[str, Any]:
     return {
         "id": row["id"],
         "object": "workflow",
@@ -24,7 +24,7 @@ def workflow(row: Row) -> dict[str, Any]:
     }
 
 
-def block(row: Row) -> dict[str, Any]:
+def block(row: Record) -> dict[str, Any]:
     return {
         "id": row["id"],
         "workflow_id": row["workflow_id"],
@@ -44,7 +44,7 @@ def block(row: Row) -> dict[str, Any]:
     }
 
 
-def edge(row: Row) -> dict[str, Any]:
+def edge(row: Record) -> dict[str, Any]:
     return {
         k: row[k]
         for k in (
@@ -60,7 +60,7 @@ def edge(row: Row) -> dict[str, Any]:
     }
 
 
-def file(row: Row) -> dict[str, Any]:
+def file(row: Record) -> dict[str, Any]:
     return {
         "object": "file",
         "id": row["id"],
@@ -74,7 +74,7 @@ def file(row: Row) -> dict[str, Any]:
     }
 
 
-def upload(row: Row, signature: str, base: str) -> dict[str, Any]:
+def upload(row: Record, signature: str, base: str) -> dict[str, Any]:
     """An upload session (`POST /v1/files/upload`); `base` is the server's origin as the client reached it."""
     return {
         "file_id": row["id"],
@@ -86,7 +86,7 @@ def upload(row: Row, signature: str, base: str) -> dict[str, Any]:
     }
 
 
-def uploaded_file(row: Row, base: str) -> dict[str, Any]:
+def uploaded_file(row: Record, base: str) -> dict[str, Any]:
     return {
         "id": row["id"],
         "filename": row["filename"],
@@ -96,11 +96,11 @@ def uploaded_file(row: Row, base: str) -> dict[str, Any]:
     }
 
 
-def download_link(row: Row, base: str) -> dict[str, Any]:
+def download_link(row: Record, base: str) -> dict[str, Any]:
     return {"download_url": f"{base}/v1/files/{row['id']}/download", "expires_in": "1h", "filename": row["filename"]}
 
 
-def validated_config(block: Row, config_hash: str) -> dict[str, Any]:
+def validated_config(block: Record, config_hash: str) -> dict[str, Any]:
     return {
         "ok": True,
         "workflow_id": block["workflow_id"],
@@ -114,7 +114,7 @@ def engines(routes: list[dict[str, Any]], limits: dict[str, Any]) -> dict[str, A
     return {"data": routes, "settings": limits}
 
 
-def worker(row: Row) -> dict[str, Any]:
+def worker(row: Record) -> dict[str, Any]:
     """A runner process: where it runs, when it last beat, its share of the pass slots, what it holds."""
     return {
         "id": row["id"],
@@ -175,7 +175,7 @@ def lifecycle(status: str, error: dict[str, Any] | None, reason: str | None) -> 
     return {"status": status}
 
 
-def timing(row: Row) -> dict[str, Any]:
+def timing(row: Record) -> dict[str, Any]:
     return {
         "created_at": row.get("created_at"),
         "started_at": row.get("started_at"),
@@ -184,7 +184,7 @@ def timing(row: Row) -> dict[str, Any]:
     }
 
 
-def counts(state: Row) -> dict[str, Any]:
+def counts(state: Record) -> dict[str, Any]:
     lc, oc = lifecycle_counts(state), outcome_counts(state)
     return {
         "lifecycle_counts": lc,
@@ -200,7 +200,7 @@ def counts(state: Row) -> dict[str, Any]:
     }
 
 
-def _workflow_ref(row: Row) -> dict[str, Any]:
+def _workflow_ref(row: Record) -> dict[str, Any]:
     return {
         "workflow_id": row["workflow_id"],
         "version_id": row["workflow_version_id"],
@@ -219,7 +219,7 @@ def freshness(f: Freshness) -> dict[str, Any]:
     }
 
 
-def eval_run(row: Row, fresh: Freshness | None = None) -> dict[str, Any]:
+def eval_run(row: Record, fresh: Freshness | None = None) -> dict[str, Any]:
     """One body for eval runs (SDK160) and test runs (SDK143–155, seed era). Without `fresh` (the live
     feed does not judge it) the freshness is `unknown`."""
     fps = row.get("fingerprints") or {}
@@ -248,7 +248,7 @@ def eval_run(row: Row, fresh: Freshness | None = None) -> dict[str, Any]:
     }
 
 
-def experiment_run(row: Row) -> dict[str, Any]:
+def experiment_run(row: Record) -> dict[str, Any]:
     fps = row.get("fingerprints") or {}
     lc = lifecycle_counts(row)
     return {
@@ -283,11 +283,11 @@ def experiment_run(row: Row) -> dict[str, Any]:
     }
 
 
-def run(row: Row, fresh: Freshness | None = None) -> dict[str, Any]:
+def run(row: Record, fresh: Freshness | None = None) -> dict[str, Any]:
     return experiment_run(row) if row["kind"] == "experiment" else eval_run(row, fresh)
 
 
-def _artifact_ref(child: Row) -> dict[str, Any] | None:
+def _artifact_ref(child: Record) -> dict[str, Any] | None:
     if not child.get("artifact_id"):
         return None
     op = {"extract": "extraction", "classifier": "classification", "split": "split"}.get(
@@ -302,7 +302,7 @@ def _handles(data: Any) -> dict[str, Any] | None:
     return {k: {"type": "json", "data": v} for k, v in data.items()}
 
 
-def eval_result(child: Row, check: Row | None, *, seed: bool = False) -> dict[str, Any]:
+def eval_result(child: Record, check: Record | None, *, seed: bool = False) -> dict[str, Any]:
     result = child.get("result") or {}
     fps = result.get("fingerprints") or {}
     outputs = result.get("handle_outputs")
@@ -348,7 +348,7 @@ def eval_result(child: Row, check: Row | None, *, seed: bool = False) -> dict[st
     }
 
 
-def experiment_result(child: Row) -> dict[str, Any]:
+def experiment_result(child: Record) -> dict[str, Any]:
     result = child.get("result") or {}
     record = result.get("consensus") or {}
     return {
@@ -371,7 +371,7 @@ def experiment_result(child: Row) -> dict[str, Any]:
     }
 
 
-def check(row: Row, fresh: Freshness, dialect: str, *, seed: bool = False) -> dict[str, Any]:
+def check(row: Record, fresh: Freshness, dialect: str, *, seed: bool = False) -> dict[str, Any]:
     """A saved eval or test (`dialect`), with its read-time freshness."""
 
     def summary(s: dict[str, Any] | None) -> dict[str, Any] | None:

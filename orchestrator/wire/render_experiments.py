@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.core.freshness import ExperimentPlan, Freshness
-from orchestrator.store import Row
+from orchestrator.store import Record
 from orchestrator.wire.render import freshness, handle_inputs, lifecycle
 
 
 def experiment(
-    exp: Row, block_type: str, last_run: Row | None, status: str, fresh: Freshness, plan: ExperimentPlan
+    exp: Record, block_type: str, last_run: Record | None, status: str, fresh: Freshness, plan: ExperimentPlan
 ) -> dict[str, Any]:
     """`WorkflowExperiment`: the freshness both as the envelope and in the flat mirror fields."""
     return {
@@ -39,7 +40,7 @@ def experiment(
     }
 
 
-def documents(docs: list[Row]) -> dict[str, Any]:
+def documents(docs: Sequence[Record]) -> dict[str, Any]:
     return {
         "data": [
             {"id": d["id"], "filename": d["filename"], "handle_inputs": handle_inputs(d["handle_inputs"])} for d in docs
@@ -53,7 +54,7 @@ def cancelled_run(run_id: str, status: str, reason: str | None) -> dict[str, Any
 
 
 def stale_metrics(
-    view: str, experiment_id: str, run: Row, reasons: tuple[str, ...], current_fp: str | None
+    view: str, experiment_id: str, run: Record, reasons: tuple[str, ...], current_fp: str | None
 ) -> dict[str, Any]:
     fps = run.get("fingerprints") or {}
     return {
@@ -75,7 +76,7 @@ def stale_metrics(
     }
 
 
-def no_metrics(view: str, experiment_id: str, run: Row) -> dict[str, Any]:
+def no_metrics(view: str, experiment_id: str, run: Record) -> dict[str, Any]:
     return {
         "kind": "no_metrics",
         "view": view,

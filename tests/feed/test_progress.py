@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import anyio
@@ -50,11 +51,11 @@ class _Render:
     def __init__(self) -> None:
         self.calls = 0
 
-    def run(self, row: dict[str, Any]) -> dict[str, Any]:
+    def run(self, row: Mapping[str, Any]) -> dict[str, Any]:
         self.calls += 1
         return {"id": row["id"], "done": row.get("c_completed")}
 
-    def child(self, child: dict[str, Any]) -> dict[str, Any]:
+    def child(self, child: Mapping[str, Any]) -> dict[str, Any]:
         return {"id": child["id"]}
 
 

@@ -131,7 +131,7 @@ async def wait_for(probe: Callable[[], Awaitable[Any]], until: Callable[[Any], b
 async def assert_counts_match_children(api: Api, run_id: str) -> dict[str, Any]:
     """The run row's counts equal a recount from the children, and the invariants hold."""
     store = services(api).store
-    run = await store.runs.get(run_id)
+    run = dict(await store.runs.get(run_id))
     recount = await store.children.recount(run_id)
     for key in ("c_pending", "c_queued", "c_running", "c_completed", "c_error", "c_cancelled"):
         assert run[key] == recount.get(key, 0), (key, run[key], recount)

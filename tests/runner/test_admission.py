@@ -19,7 +19,7 @@ from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild
+from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, RunRecord
 
 
 async def _settle() -> None:
@@ -103,7 +103,7 @@ def _scheduler(**settings: Any) -> Scheduler:
 
 
 def _active(s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhausted: bool = True) -> ActiveRun:
-    ctx = RunContext(run={"id": run_id, "kind": "experiment"}, blocks={}, draft_fp="")
+    ctx = RunContext(run=cast(RunRecord, {"id": run_id, "kind": "experiment"}), blocks={}, draft_fp="")
     buffer = deque(cast(ClaimedChild, {"id": f"{run_id}-{i}"}) for i in range(children))
     active = ActiveRun(ctx, buffer=buffer, exhausted=exhausted)
     active.in_flight = in_flight

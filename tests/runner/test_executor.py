@@ -18,7 +18,7 @@ from orchestrator.runner.context import DocumentCache, RunContext
 from orchestrator.runner.executor import REDUCE_INLINE_BYTES, Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
-from orchestrator.store import ClaimedChild, Store
+from orchestrator.store import ClaimedChild, RunRecord, Store
 
 
 @pytest.mark.parametrize(("items", "in_thread"), [(1, False), (200, True)])
@@ -82,7 +82,8 @@ async def test_retries_wait_the_shared_backoff() -> None:
     ex = Executor(settings, router, cache, FairLimiter(1), sleep=sleep)
     ex.rng = random.Random(1234)
     block = {"id": "blk_1", "type": "extract", "config": {"model": "simulated", "n_consensus": 1}}
-    ctx = RunContext(run={"id": "exprun_1", "kind": "experiment", "seed": 0}, blocks={"blk_1": block}, draft_fp="fp")
+    run = cast(RunRecord, {"id": "exprun_1", "kind": "experiment", "seed": 0})
+    ctx = RunContext(run=run, blocks={"blk_1": block}, draft_fp="fp")
     child = ClaimedChild(
         id="exprundoc_1",
         run_id="exprun_1",

@@ -8,6 +8,7 @@ from typing import Any
 from orchestrator.core import metrics
 from orchestrator.core.consensus import reduce_passes
 from orchestrator.service import metrics as routes
+from orchestrator.store import RunRecord
 from orchestrator.store.sqlite.jsoncol import dumps
 from tests.conftest import INVOICE_SCHEMA, Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, json_inputs, services, sim
@@ -21,7 +22,7 @@ def _record(i: int) -> dict[str, Any]:
     return dict(reduce_passes("extract", passes, schema=INVOICE_SCHEMA))
 
 
-async def _completed_run(api: Api, docs: int) -> dict[str, Any]:
+async def _completed_run(api: Api, docs: int) -> RunRecord:
     """A completed experiment run with `docs` stored results, written straight to the store."""
     s = services(api)
     wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
@@ -93,7 +94,7 @@ async def test_a_50000_document_summary_is_streamed(make_api: AppFactory) -> Non
 
     def summary(records: Any) -> dict[str, Any]:
         return metrics.summary_view(
-            experiment_id=run["experiment_id"],
+            experiment_id=str(run["experiment_id"]),
             run_id=run["id"],
             block_type="extract",
             block_execution_fingerprint=None,

@@ -19,7 +19,7 @@ from orchestrator.engines.router import EngineRouter
 from orchestrator.runner.membership import share
 from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, PageRequest, Store
+from orchestrator.store import ChildFinish, PageRequest, ResultRecord, RunRecord, Store
 from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import INVOICE_SCHEMA
 from tests.runner.helpers import json_inputs
@@ -60,16 +60,16 @@ async def _until(probe: Any, within_s: float = 30.0) -> Any:
             await anyio.sleep(0.02)
 
 
-async def _finished(store: Store, run_id: str) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
+async def _finished(store: Store, run_id: str) -> RunRecord:
+    async def probe() -> RunRecord | None:
         run = await store.runs.get(run_id)
         return run if run["status"] in TERMINAL else None
 
-    run: dict[str, Any] = await _until(probe)
+    run: RunRecord = await _until(probe)
     return run
 
 
-async def _results(store: Store, run_id: str) -> list[dict[str, Any]]:
+async def _results(store: Store, run_id: str) -> list[ResultRecord]:
     rows = (await store.children.list_page(run_id, PageRequest(limit=1000))).rows
     return rows
 

@@ -24,6 +24,7 @@ from orchestrator.errors import Unprocessable
 from orchestrator.feed.hub import MODES, Hub, Mode
 from orchestrator.feed.stream import Feed, Frame, sse_frame
 from orchestrator.feed.wsframe import ws_text
+from orchestrator.store import Record, RunRecord
 from orchestrator.wire import render
 
 __all__ = ["on_shutdown", "routes", "sse_bytes", "ws_text"]
@@ -34,10 +35,10 @@ SHUTDOWN_GRACE_S = 1.0  # time a stream gets to write its last event before it i
 
 
 class WireRender:
-    def run(self, row: dict[str, Any]) -> dict[str, Any]:
+    def run(self, row: Record) -> dict[str, Any]:
         return render.run(row)
 
-    def child(self, child: dict[str, Any]) -> dict[str, Any]:
+    def child(self, child: Record) -> dict[str, Any]:
         status = child.get("status") or "completed"
         return {
             "id": child.get("id"),
@@ -88,7 +89,7 @@ def _mode(request: web.Request) -> Mode:
     return "progress" if raw == "progress" else "all"
 
 
-async def _run_id(request: web.Request, feed: Feed) -> tuple[str, dict[str, Any]]:
+async def _run_id(request: web.Request, feed: Feed) -> tuple[str, RunRecord]:
     run_id = request.match_info["run_id"]
     return run_id, await feed.store.runs.get(run_id, KINDS[request.match_info["kind"]])
 

@@ -59,7 +59,7 @@ class CheckStore:
             raise NotFound(f"{noun} {check_id} not found", details={f"{noun.lower()}_id": check_id})
         return _check(row)
 
-    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
+    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page[Row]:
         where, params = ["workflow_id = ?"], [workflow_id]
         if block_id:
             where.append("block_id = ?")

@@ -10,23 +10,38 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.ids import now_iso
-from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild, FeedEvent, Page, PageRequest, Row
+from orchestrator.store.records import (
+    ArtifactRecord,
+    ChildFinish,
+    ChildStart,
+    ClaimedChild,
+    FeedEvent,
+    Page,
+    PageRequest,
+    ResultRecord,
+    Row,
+)
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.paging import page
 
 
-def decode_child(row: Row) -> Row:
+def decode_child(row: Row) -> ResultRecord:
     row["handle_inputs"] = loads(row.pop("handle_inputs_json", None), {})
     row["result"] = loads(row.pop("result_json", None))
     row["error"] = loads(row.pop("error_json", None))
-    return row
+    return cast(ResultRecord, row)
+
+
+def decode_artifact(row: Row) -> ArtifactRecord:
+    row["body"] = loads(row.pop("body_json"))
+    return cast(ArtifactRecord, row)
 
 
 class ChildStore:
@@ -126,7 +141,7 @@ class ChildStore:
                 out[f"o_{r['verdict']}"] += r["k"]
         return dict(out)
 
-    async def get(self, child_id: str, kinds_prefix: tuple[str, ...] = ()) -> Row:
+    async def get(self, child_id: str, kinds_prefix: tuple[str, ...] = ()) -> ResultRecord:
         row = await self.db.fetchone(
             "SELECT c.*, r.kind AS run_kind, r.workflow_id AS workflow_id, r.experiment_id AS experiment_id"
             " FROM children c JOIN runs r ON r.id = c.run_id WHERE c.id = ?",
@@ -136,7 +151,7 @@ class ChildStore:
             raise NotFound(f"Result {child_id} not found", details={"result_id": child_id})
         return decode_child(row)
 
-    async def by_check(self, run_id: str, check_id: str) -> Row:
+    async def by_check(self, run_id: str, check_id: str) -> ResultRecord:
         row = await self.db.fetchone("SELECT id FROM children WHERE run_id = ? AND check_id = ?", (run_id, check_id))
         if row is None:
             raise NotFound(
@@ -144,10 +159,9 @@ class ChildStore:
             )
         return await self.get(row["id"])
 
-    async def list_page(self, run_id: str, req: PageRequest) -> Page:
+    async def list_page(self, run_id: str, req: PageRequest) -> Page[ResultRecord]:
         p = await page(self.db, "children", ["run_id = ?"], [run_id], req, sort="position")
-        p.rows = [decode_child(r) for r in p.rows]
-        return p
+        return Page([decode_child(r) for r in p.rows], p.before, p.after)
 
     async def consensus_page(self, run_id: str, after_position: int, limit: int) -> list[Row]:
         """One page of a run's children for the metrics views, in position order: document_id,
@@ -164,12 +178,11 @@ class ChildStore:
             r["consensus"] = loads(r["consensus"])
         return rows
 
-    async def artifact(self, artifact_id: str) -> Row:
+    async def artifact(self, artifact_id: str) -> ArtifactRecord:
         row = await self.db.fetchone("SELECT * FROM artifacts WHERE id = ?", (artifact_id,))
         if row is None:
             raise NotFound(f"Artifact {artifact_id} not found", details={"artifact_id": artifact_id})
-        row["body"] = loads(row.pop("body_json"))
-        return row
+        return decode_artifact(row)
 
     async def records_for_documents(self, run_id: str, document_ids: list[str]) -> dict[str, Any]:
         """document id → stored consensus record of a completed child of `run_id`."""
@@ -185,7 +198,9 @@ class ChildStore:
                 out[r["document_id"]] = loads(r["consensus"])
         return out
 
-    async def list_artifacts(self, req: PageRequest, *, run_id: str | None, operation: str | None) -> Page:
+    async def list_artifacts(
+        self, req: PageRequest, *, run_id: str | None, operation: str | None
+    ) -> Page[ArtifactRecord]:
         where, params = [], []
         if run_id:
             where.append("run_id = ?")
@@ -194,9 +209,7 @@ class ChildStore:
             where.append("operation = ?")
             params.append(operation)
         p = await page(self.db, "artifacts", where, params, req)
-        for row in p.rows:
-            row["body"] = loads(row.pop("body_json"))
-        return p
+        return Page([decode_artifact(r) for r in p.rows], p.before, p.after)
 
 
 def _claim(

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from orchestrator.store.records import FeedEvent, Row
+from orchestrator.store.records import FeedEvent, Row, RunRecord
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import loads
 from orchestrator.store.sqlite.runs import decode_run
@@ -66,7 +66,7 @@ class EventStore:
         v = await self.db.scalar("SELECT gseq FROM events WHERE run_id = ? AND seq = ?", (run_id, seq))
         return int(v) if v is not None else None
 
-    async def snapshot_runs(self, recent: int, limit: int) -> list[Row]:
+    async def snapshot_runs(self, recent: int, limit: int) -> list[RunRecord]:
         """Every open run plus the `recent` newest ones, newest first, at most `limit`."""
         rows = await self.db.fetchall(
             "SELECT * FROM runs WHERE status IN ('pending','queued','running')"

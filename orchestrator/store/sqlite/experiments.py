@@ -83,7 +83,7 @@ class ExperimentStore:
             raise NotFound(f"Experiment {experiment_id} not found", details={"experiment_id": experiment_id})
         return row
 
-    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page:
+    async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page[Row]:
         where, params = ["workflow_id = ?"], [workflow_id]
         if block_id:
             where.append("block_id = ?")

@@ -151,7 +151,7 @@ class FileStore:
         mime_type: str | None,
         from_date: str | None,
         to_date: str | None,
-    ) -> Page:
+    ) -> Page[Row]:
         where, params = ["status = 'complete'"], []
         if filename:
             where.append("filename LIKE ?")

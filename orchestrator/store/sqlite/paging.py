@@ -7,6 +7,7 @@ from typing import Any
 from orchestrator.errors import BadRequest
 from orchestrator.store.records import Page as Page  # re-exported while callers move to orchestrator.store
 from orchestrator.store.records import PageRequest as PageRequest
+from orchestrator.store.records import Row
 from orchestrator.store.sqlite.db import Database
 
 
@@ -19,7 +20,7 @@ async def page(
     *,
     sort: str = "n",
     columns: str = "*",
-) -> Page:
+) -> Page[Row]:
     """WorkOS-style: `after=X` → items strictly after X in the order; `before=X` → the items just before X."""
     if req.before and req.after:
         raise BadRequest("Pass either `before` or `after`, not both.", code="invalid_cursor")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.store.records import FeedEvent, Page, PageRequest, Row
+from orchestrator.store.records import FeedEvent, Page, PageRequest, Row, RunRecord
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
@@ -19,12 +19,12 @@ RESULT_PREFIX = {"eval": "wfresult", "test": "wftestresult", "experiment": "expr
 NOUN = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}
 
 
-def decode_run(row: Row) -> Row:
+def decode_run(row: Row) -> RunRecord:
     row["error"] = loads(row.pop("error_json", None))
     row["fingerprints"] = loads(row.pop("fingerprints_json", None), {})
     row["stats"] = loads(row.pop("stats_json", None), {})
     row["scope"] = loads(row.pop("scope_json", None))
-    return row
+    return cast(RunRecord, row)
 
 
 class RunStore:
@@ -33,7 +33,7 @@ class RunStore:
 
     async def create_run(
         self, run: dict[str, Any], children: Sequence[dict[str, Any]] | None = None, *, experiment_id: str | None = None
-    ) -> tuple[Row, FeedEvent]:
+    ) -> tuple[RunRecord, FeedEvent]:
         """Run row + every child row (pending) + event #1, in ONE transaction.
 
         Eval/test children come as a list; experiment children are copied straight from the
@@ -97,7 +97,7 @@ class RunStore:
         event = await self.db.commit(tx)
         return await self.get(run["id"]), event
 
-    async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> Row:
+    async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> RunRecord:
         row = await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
         kinds = (kind,) if isinstance(kind, str) else kind
         if row is None or (kinds and row["kind"] not in kinds):
@@ -105,7 +105,9 @@ class RunStore:
             raise NotFound(f"{noun} {run_id} not found", details={"run_id": run_id})
         return decode_run(row)
 
-    async def list_page(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page:
+    async def list_page(
+        self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]
+    ) -> Page[RunRecord]:
         where = [f"kind IN ({','.join('?' * len(kinds))})"]
         params: list[Any] = list(kinds)
         for key in ("workflow_id", "experiment_id", "block_id", "check_id", "trigger_type"):
@@ -128,10 +130,9 @@ class RunStore:
             where.append("block_id = ?")
             params.append(filters["target_block_id"])
         p = await page(self.db, "runs", where, params, req, sort="n")
-        p.rows = [decode_run(r) for r in p.rows]
-        return p
+        return Page([decode_run(r) for r in p.rows], p.before, p.after)
 
-    async def open_runs(self) -> list[Row]:
+    async def open_runs(self) -> list[RunRecord]:
         rows = await self.db.fetchall("SELECT * FROM runs WHERE status IN ('pending','queued','running') ORDER BY n")
         return [decode_run(r) for r in rows]
 
@@ -208,7 +209,7 @@ class RunStore:
             out.update({r["id"]: r["status"] for r in rows})
         return out
 
-    async def previous_completed(self, experiment_id: str, before_n: int) -> Row | None:
+    async def previous_completed(self, experiment_id: str, before_n: int) -> RunRecord | None:
         row = await self.db.fetchone(
             "SELECT * FROM runs WHERE experiment_id = ? AND status = 'completed' AND n < ? ORDER BY n DESC LIMIT 1",
             (experiment_id, before_n),

@@ -85,7 +85,7 @@ class WorkflowStore:
             raise NotFound(f"Workflow {workflow_id} not found", details={"workflow_id": workflow_id})
         return _workflow(row)
 
-    async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page:
+    async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page[Row]:
         where, params = [], []
         if project_id:
             where.append("project_id = ?")
@@ -151,7 +151,7 @@ class WorkflowStore:
             raise NotFound(f"Block {block_id} not found", details={"block_id": block_id})
         return _block(row)
 
-    async def list_blocks(self, workflow_id: str, req: PageRequest) -> Page:
+    async def list_blocks(self, workflow_id: str, req: PageRequest) -> Page[Row]:
         await self.get_workflow(workflow_id)
         p = await page(self.db, "blocks", ["workflow_id = ?"], [workflow_id], req, sort="updated_at")
         p.rows = [_block(r) for r in p.rows]
@@ -230,7 +230,7 @@ class WorkflowStore:
 
     async def list_edges(
         self, workflow_id: str, req: PageRequest, *, source_block: str | None, target_block: str | None
-    ) -> Page:
+    ) -> Page[Row]:
         await self.get_workflow(workflow_id)
         where, params = ["workflow_id = ?"], [workflow_id]
         if source_block:

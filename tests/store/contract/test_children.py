@@ -22,7 +22,7 @@ def done(
 
 
 async def assert_consistent(store: Store, run_id: str) -> dict[str, Any]:
-    run = await store.runs.get(run_id)
+    run = dict(await store.runs.get(run_id))
     recount = await store.children.recount(run_id)
     for key in ("c_pending", "c_queued", "c_running", "c_completed", "c_error", "c_cancelled", "o_passed", "o_failed"):
         assert run[key] == recount.get(key, 0), (key, run, recount)
