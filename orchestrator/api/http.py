@@ -13,7 +13,7 @@ from orchestrator.core.enums import lenient_enum
 from orchestrator.core.lifecycle import OPEN, TERMINAL
 from orchestrator.errors import BadRequest, Unprocessable
 from orchestrator.ids import iso, parse_iso
-from orchestrator.store import Page, PageRequest
+from orchestrator.store.records import Page, PageRequest
 from orchestrator.wire.validation import validation_error
 
 M = TypeVar("M", bound=BaseModel)

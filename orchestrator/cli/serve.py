@@ -8,8 +8,6 @@ import secrets
 import signal
 from pathlib import Path
 
-from aiohttp import web
-
 from orchestrator.settings import Settings
 
 
@@ -29,34 +27,19 @@ def ensure_key(settings: Settings) -> Settings:
     return settings.replace(api_key=key)
 
 
-async def serve(settings: Settings, *, on_ready: object = None) -> None:
-    from orchestrator.api.app import create_app
-    from orchestrator.api.keys import SERVICES, SESSIONS
+async def serve(settings: Settings) -> None:
+    from orchestrator.api.server import running
 
-    app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-    await site.start()
-    port = settings.port
-    server = getattr(site, "_server", None)
-    if server is not None and getattr(server, "sockets", None):
-        port = server.sockets[0].getsockname()[1]
-    bound = settings.replace(port=port)
-    from orchestrator.demo import ensure_demo
-
-    if settings.demo:
-        await ensure_demo(app[SERVICES])
-    session_token = app[SESSIONS].create_login_token()
-    print(f"orchestrator listening on {bound.base_url}", flush=True)
-    print(f"API key: {settings.api_keys[0]}", flush=True)
-    if session_token:
-        print(f"Open in a browser: {bound.base_url}/?token={session_token}", flush=True)
-    print(f"SDK: RETAB_API_BASE_URL={bound.base_url} RETAB_API_KEY={settings.api_keys[0]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    logging.getLogger("orchestrator").info("shutting down")
-    await runner.cleanup()
+    async with running(settings) as started:
+        bound = started.settings
+        print(f"orchestrator listening on {bound.base_url}", flush=True)
+        print(f"API key: {settings.api_keys[0]}", flush=True)
+        if started.login_token:
+            print(f"Open in a browser: {bound.base_url}/?token={started.login_token}", flush=True)
+        print(f"SDK: RETAB_API_BASE_URL={bound.base_url} RETAB_API_KEY={settings.api_keys[0]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        logging.getLogger("orchestrator").info("shutting down")

@@ -71,6 +71,11 @@ def validity_fingerprint(block_fp: str, inputs_fp: str, assertion: Any) -> str:
     return fingerprint([block_fp, inputs_fp, assertion, ENGINE_VERSION])
 
 
+def documents_fingerprint(documents: Sequence[Mapping[str, Any]]) -> str:
+    """An experiment's document set: what its inputs are, in order (names and provenance aside)."""
+    return fingerprint([d.get("handle_inputs", {}) for d in documents])
+
+
 def metrics_validity_fingerprint(block_fp: str, documents_fp: str) -> str:
     return fingerprint([block_fp, documents_fp, METRICS_VERSION])
 

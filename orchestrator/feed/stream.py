@@ -37,7 +37,7 @@ from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
 from orchestrator.feed.wsframe import ws_text
 from orchestrator.ids import parse_iso, run_kind_of
-from orchestrator.store import Record, Store
+from orchestrator.store import Record, RunRecord, Store
 
 
 class Frame(NamedTuple):
@@ -74,6 +74,10 @@ class Feed:
     batch_bytes: int = 256 * 1024
     snapshot_recent: int = 20
     snapshot_limit: int = 500
+
+    async def run(self, run_id: str, kinds: tuple[str, ...]) -> RunRecord:
+        """A run of one of these kinds (NotFound otherwise): what a per-run feed is opened on."""
+        return await self.store.runs.get(run_id, kinds)
 
     async def static_row(self, run_id: str) -> Record:
         """The run's immutable columns (cached); an event's body supplies the state on top."""

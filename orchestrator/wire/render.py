@@ -8,7 +8,7 @@ from typing import Any
 from orchestrator.core.freshness import Freshness
 from orchestrator.core.lifecycle import lifecycle_counts, outcome_counts
 from orchestrator.ids import iso, ms_between
-from orchestrator.store import Record
+from orchestrator.store.records import Record
 
 
 def workflow(row: Record) -> dict[str, Any]:

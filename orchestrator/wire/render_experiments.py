@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.core.freshness import ExperimentPlan, Freshness
-from orchestrator.store import Record
+from orchestrator.store.records import Record
 from orchestrator.wire.render import freshness, handle_inputs, lifecycle
 
 

@@ -24,7 +24,7 @@ from orchestrator.errors import Unprocessable
 from orchestrator.feed.hub import MODES, Hub, Mode
 from orchestrator.feed.stream import Feed, Frame, sse_frame
 from orchestrator.feed.wsframe import ws_text
-from orchestrator.store import Record, RunRecord
+from orchestrator.store.records import Record, RunRecord
 from orchestrator.wire import render
 
 __all__ = ["on_shutdown", "routes", "sse_bytes", "ws_text"]
@@ -91,7 +91,7 @@ def _mode(request: web.Request) -> Mode:
 
 async def _run_id(request: web.Request, feed: Feed) -> tuple[str, RunRecord]:
     run_id = request.match_info["run_id"]
-    return run_id, await feed.store.runs.get(run_id, KINDS[request.match_info["kind"]])
+    return run_id, await feed.run(run_id, KINDS[request.match_info["kind"]])
 
 
 async def _guarded(hub: Hub, body: Callable[[], Awaitable[None]], on_cut: Callable[[], None]) -> None:

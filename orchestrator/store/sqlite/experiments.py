@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from orchestrator.core import planning
 from orchestrator.errors import NotFound
-from orchestrator.ids import fingerprint, new_id, now_iso
+from orchestrator.ids import new_id, now_iso
 from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
@@ -20,10 +21,6 @@ def document_filename(handle_inputs: dict[str, Any], position: int) -> str:
             if name:
                 return str(name)
     return f"document-{position + 1}.json"
-
-
-def documents_fingerprint(documents: list[dict[str, Any]]) -> str:
-    return fingerprint([d.get("handle_inputs", {}) for d in documents])
 
 
 def _get(conn: sqlite3.Connection, experiment_id: str) -> Row:
@@ -64,7 +61,7 @@ class ExperimentStore:
     ) -> Row:
         eid = new_id("exp")
         ts = now_iso()
-        dfp = documents_fingerprint(documents)
+        dfp = planning.documents_fingerprint(documents)
 
         def tx(conn: sqlite3.Connection) -> Row:
             conn.execute(
@@ -100,7 +97,7 @@ class ExperimentStore:
             sets["n_consensus"] = n_consensus
         if documents is not None:
             sets["document_count"] = len(documents)
-            sets["documents_fingerprint"] = documents_fingerprint(documents)
+            sets["documents_fingerprint"] = planning.documents_fingerprint(documents)
 
         def tx(conn: sqlite3.Connection) -> Row:
             _get(conn, experiment_id)

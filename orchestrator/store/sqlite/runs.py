@@ -8,14 +8,13 @@ from typing import Any, cast
 
 from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
-from orchestrator.ids import new_id, now_iso
+from orchestrator.ids import RESULT_PREFIX, new_id, now_iso
 from orchestrator.store.records import FeedEvent, Page, PageRequest, Row, RunRecord
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.paging import page
 
-RESULT_PREFIX = {"eval": "wfresult", "test": "wftestresult", "experiment": "expresult"}
 NOUN = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}
 
 

@@ -1,0 +1,38 @@
+"""The HTTP server around the app: bound, started (demo included), stopped."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from orchestrator.api.app import create_app
+from orchestrator.api.keys import SERVICES, SESSIONS
+from orchestrator.settings import Settings
+
+
+@dataclass(frozen=True)
+class Started:
+    settings: Settings  # with the port actually bound (`--port 0` picks a free one)
+    login_token: str | None  # for the browser's sign-in URL
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Started]:
+    """Serve until the block exits; then stop accepting, end the feeds, drain the runner, close."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        port = next((int(a[1]) for a in runner.addresses if isinstance(a, tuple) and len(a) >= 2), settings.port)
+        if settings.demo:
+            from orchestrator.demo import ensure_demo
+
+            await ensure_demo(app[SERVICES])
+        yield Started(settings.replace(port=port), app[SESSIONS].create_login_token())
+    finally:
+        await runner.cleanup()
