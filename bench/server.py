@@ -18,17 +18,11 @@ import anyio
 import orjson
 from anyio.abc import Process
 
+from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.demo import MINIMAL_INVOICE_SCHEMA
+
 API_KEY = "bench-key"
-TERMINAL = frozenset({"completed", "error", "cancelled"})
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "invoice_number": {"type": "string"},
-        "vendor": {"type": "string"},
-        "total": {"type": "number"},
-    },
-    "required": ["invoice_number", "total"],
-}
+SCHEMA = MINIMAL_INVOICE_SCHEMA
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -11,20 +11,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from orchestrator.api.app import create_app
+from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.demo import MINIMAL_INVOICE_SCHEMA
 from orchestrator.settings import Settings
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
-TERMINAL = {"completed", "error", "cancelled"}
-INVOICE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "invoice_number": {"type": "string"},
-        "vendor": {"type": "string"},
-        "total": {"type": "number"},
-    },
-    "required": ["invoice_number", "total"],
-}
+INVOICE_SCHEMA = MINIMAL_INVOICE_SCHEMA
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from orchestrator.service import Services
-from orchestrator.store import PageRequest
+from orchestrator.store.records import PageRequest
 from orchestrator.wire import requests as rq
 from orchestrator.wire.dialects import EVAL
 
@@ -22,6 +22,13 @@ DEMO_NAME = "Invoice demo"
 EXPERIMENT_NAME = "Invoice consensus (5 passes)"
 HANDLE = "input-file-document"
 OUTPUT = "output-json-0"
+
+# The three fields every invoice example needs: what the tests and benchmarks extract.
+MINIMAL_INVOICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"invoice_number": {"type": "string"}, "vendor": {"type": "string"}, "total": {"type": "number"}},
+    "required": ["invoice_number", "total"],
+}
 
 INVOICE_SCHEMA: dict[str, Any] = {
     "type": "object",

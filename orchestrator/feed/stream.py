@@ -37,7 +37,8 @@ from orchestrator.errors import NotFound
 from orchestrator.feed.hub import Event, Hub, Mode, Subscription
 from orchestrator.feed.wsframe import ws_text
 from orchestrator.ids import parse_iso, run_kind_of
-from orchestrator.store import Record, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import Record, RunRecord
 
 
 class Frame(NamedTuple):

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import anyio
 
 from orchestrator.feed.hub import Hub
-from orchestrator.store import FeedEvent, Store
+from orchestrator.store import Store
+from orchestrator.store.records import FeedEvent
 
 log = logging.getLogger("orchestrator.feed")
 READ = 1000  # events per read of the store

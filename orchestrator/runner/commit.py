@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from orchestrator.store import ChildFinish, ChildStart, FeedEvent, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, ChildStart, FeedEvent
 
 log = logging.getLogger("orchestrator.runner")
 Item = tuple[str, Any]  # ("start", ChildStart) | ("finish", ChildFinish)

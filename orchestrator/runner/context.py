@@ -10,7 +10,8 @@ from orchestrator.core import planning
 from orchestrator.engines.base import Document, EngineError, HandleValue, JsonInput
 from orchestrator.engines.documents import load_document
 from orchestrator.errors import NotFound
-from orchestrator.store import Row, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import Row, RunRecord
 
 
 class RunSetupError(Exception):

@@ -25,7 +25,7 @@ from orchestrator.ids import ms_between, now_iso
 from orchestrator.runner.context import DocumentCache, RunContext, resolve_inputs
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ClaimedChild, Row
+from orchestrator.store.records import ChildFinish, ClaimedChild, Row
 
 OPERATION = {"extract": "extraction", "classifier": "classification", "split": "split"}
 ARTIFACT_PREFIX = {"extract": "extr", "classifier": "cls", "split": "splt"}

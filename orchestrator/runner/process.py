@@ -15,7 +15,8 @@ import anyio
 from orchestrator.engines.router import EngineRouter
 from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import FeedEvent, Signals, Store, open_store
+from orchestrator.store import Signals, Store, open_store
+from orchestrator.store.records import FeedEvent
 
 log = logging.getLogger("orchestrator.runner")
 

@@ -35,7 +35,8 @@ from orchestrator.runner.fair import FairLimiter
 from orchestrator.runner.maintenance import maintenance_loop
 from orchestrator.runner.membership import Membership, share
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild
 
 log = logging.getLogger("orchestrator.runner")
 PAGE = 256  # the largest page of children claimed at once

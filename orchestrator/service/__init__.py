@@ -14,7 +14,8 @@ from orchestrator.service.metrics import MetricsService
 from orchestrator.service.runs import RunService
 from orchestrator.service.workflows import WorkflowService
 from orchestrator.settings import Settings
-from orchestrator.store import Row, Store
+from orchestrator.store import Store
+from orchestrator.store.records import Row
 
 __all__ = ["RunControl", "Services"]
 

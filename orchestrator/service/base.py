@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from orchestrator.core import planning
 from orchestrator.errors import NotFound, Unprocessable
 from orchestrator.settings import Settings
-from orchestrator.store import Row, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import Row, RunRecord
 
 
 class RunControl(Protocol):

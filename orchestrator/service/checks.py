@@ -9,7 +9,7 @@ from orchestrator.core.freshness import Freshness, check_freshness
 from orchestrator.errors import Unprocessable
 from orchestrator.ids import CHECK_PREFIX
 from orchestrator.service.base import UseCase
-from orchestrator.store import Page, PageRequest, Row
+from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.wire import requests as rq
 from orchestrator.wire.dialects import Dialect
 from orchestrator.wire.validation import checked_assertion

@@ -20,7 +20,7 @@ from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.ids import new_run_id
 from orchestrator.service.base import UseCase
 from orchestrator.service.runs import CANCEL_REASON
-from orchestrator.store import ArtifactRecord, Page, PageRequest, ResultRecord, Row, RunRecord
+from orchestrator.store.records import ArtifactRecord, Page, PageRequest, ResultRecord, Row, RunRecord
 from orchestrator.wire import requests as rq
 
 

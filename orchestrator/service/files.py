@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from orchestrator.errors import Unauthorized, Unprocessable
 from orchestrator.service.base import UseCase
-from orchestrator.store import Page, PageRequest, Row
+from orchestrator.store.records import FileQuery, Page, PageRequest, Row
 from orchestrator.wire import requests as rq
 
 _MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
@@ -65,18 +65,8 @@ class FileService(UseCase):
         """A complete file in one step (the demo's sample documents)."""
         return await self._store.files.create_complete(filename=filename, mime_type=mime_type, data=data)
 
-    async def list_page(
-        self,
-        req: PageRequest,
-        *,
-        filename: str | None,
-        mime_type: str | None,
-        from_date: str | None,
-        to_date: str | None,
-    ) -> Page[Row]:
-        return await self._store.files.list_page(
-            req, filename=filename, mime_type=mime_type, from_date=from_date, to_date=to_date
-        )
+    async def list_page(self, req: PageRequest, query: FileQuery) -> Page[Row]:
+        return await self._store.files.list_page(req, query)
 
     async def get(self, file_id: str) -> Row:
         return await self._store.files.get(file_id)

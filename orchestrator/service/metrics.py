@@ -15,7 +15,8 @@ from orchestrator.core import metrics
 from orchestrator.core.freshness import metrics_staleness
 from orchestrator.errors import NotFound
 from orchestrator.service.base import UseCase
-from orchestrator.store import RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import RunRecord
 
 T = TypeVar("T")
 View = Literal["summary", "by_document", "by_target", "votes"]

@@ -11,7 +11,7 @@ from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.ids import RunKind, new_run_id
 from orchestrator.service.base import UseCase
-from orchestrator.store import Page, PageRequest, ResultRecord, Row, RunRecord
+from orchestrator.store.records import Page, PageRequest, ResultRecord, Row, RunRecord
 from orchestrator.wire.dialects import TEST
 
 CANCEL_REASON = "cancelled by request"

@@ -9,7 +9,7 @@ from orchestrator.core import planning
 from orchestrator.errors import Unprocessable
 from orchestrator.ids import now_iso
 from orchestrator.service.base import UseCase
-from orchestrator.store import Page, PageRequest, Row
+from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.wire import requests as rq
 from orchestrator.wire.validation import checked_block_config
 

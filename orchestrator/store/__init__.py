@@ -1,41 +1,12 @@
-"""All persistent state, behind one interface. The only package that speaks SQL."""
+"""All persistent state, behind one interface (`Store`); the values it exchanges are in `records`.
+The only package that speaks SQL."""
 
 from __future__ import annotations
 
 from orchestrator.store.interface import Listener, Signals, Store
-from orchestrator.store.records import (
-    ArtifactRecord,
-    Broker,
-    ChildFinish,
-    ChildStart,
-    ClaimedChild,
-    FeedEvent,
-    Page,
-    PageRequest,
-    Record,
-    ResultRecord,
-    Row,
-    RunRecord,
-)
+from orchestrator.store.records import Broker
 
-__all__ = [
-    "ArtifactRecord",
-    "Broker",
-    "ChildFinish",
-    "ChildStart",
-    "ClaimedChild",
-    "FeedEvent",
-    "Listener",
-    "Page",
-    "PageRequest",
-    "Record",
-    "ResultRecord",
-    "Row",
-    "RunRecord",
-    "Signals",
-    "Store",
-    "open_store",
-]
+__all__ = ["Listener", "Signals", "Store", "open_store"]
 
 
 def open_store(url: str, broker: Broker | None = None) -> Store:

@@ -19,6 +19,7 @@ from orchestrator.store.records import (
     ChildStart,
     ClaimedChild,
     FeedEvent,
+    FileQuery,
     Page,
     PageRequest,
     ResultRecord,
@@ -66,15 +67,7 @@ class FileRepo(Protocol):
     async def complete(self, file_id: str, sha256: str | None, page_count: int | None = None) -> Row: ...
     async def data(self, file_id: str, *, include_pending: bool = False) -> bytes | None: ...
     async def create_complete(self, *, filename: str, mime_type: str, data: bytes) -> Row: ...
-    async def list_page(
-        self,
-        req: PageRequest,
-        *,
-        filename: str | None,
-        mime_type: str | None,
-        from_date: str | None,
-        to_date: str | None,
-    ) -> Page[Row]: ...
+    async def list_page(self, req: PageRequest, query: FileQuery) -> Page[Row]: ...
 
 
 class CheckRepo(Protocol):
@@ -191,24 +184,15 @@ class Signals(Protocol):
 
 
 class Store(Protocol):
-    @property
-    def workflows(self) -> WorkflowRepo: ...
-    @property
-    def files(self) -> FileRepo: ...
-    @property
-    def checks(self) -> CheckRepo: ...
-    @property
-    def experiments(self) -> ExperimentRepo: ...
-    @property
-    def runs(self) -> RunRepo: ...
-    @property
-    def children(self) -> ChildRepo: ...
-    @property
-    def events(self) -> EventRepo: ...
-    @property
-    def workers(self) -> WorkerRepo: ...
-    @property
-    def signals(self) -> Signals: ...
+    workflows: WorkflowRepo
+    files: FileRepo
+    checks: CheckRepo
+    experiments: ExperimentRepo
+    runs: RunRepo
+    children: ChildRepo
+    events: EventRepo
+    workers: WorkerRepo
+    signals: Signals
 
     @property
     def url(self) -> str: ...

@@ -31,6 +31,16 @@ class Page(Generic[T]):
     after: str | None
 
 
+@dataclass(frozen=True)
+class FileQuery:
+    """A listing of complete files: a filename substring, a MIME type, a creation window (ISO)."""
+
+    filename: str | None = None
+    mime_type: str | None = None
+    from_date: str | None = None
+    to_date: str | None = None
+
+
 class FeedEvent(TypedDict):
     """One committed event of a run's feed: `seq` counts per run, `gseq` across runs, both in commit
     order. `body` holds the run state after the event (`run`) and, for `child.finished`, the child."""
@@ -75,8 +85,8 @@ class ChildFinish:
     stats: dict[str, int] = field(default_factory=dict)  # per-pass counters to add to the run
 
 
-class ClaimedChild(TypedDict):
-    """A child handed to a runner: what it needs to execute, with its saved check's current assertion."""
+class ChildKeys(TypedDict):
+    """What every view of a child has: which run, which position, what it runs on, how far it got."""
 
     id: str
     run_id: str
@@ -88,6 +98,11 @@ class ClaimedChild(TypedDict):
     status: str
     attempt: int
     handle_inputs: dict[str, Any]
+
+
+class ClaimedChild(ChildKeys):
+    """A child handed to a runner: what it needs to execute, with its saved check's current assertion."""
+
     assertion: dict[str, Any] | None
 
 
@@ -131,24 +146,14 @@ class RunRecord(TypedDict):
     completed_at: str | None
 
 
-class ResultRecord(TypedDict):
+class ResultRecord(ChildKeys):
     """A child of a run as stored: an eval/test result or an experiment document's result."""
 
     n: int
-    id: str
-    run_id: str
-    position: int
-    check_id: str | None
-    document_id: str | None
-    block_id: str
-    block_type: str
-    status: str
     verdict: str | None
     error: dict[str, Any] | None
     cancel_reason: str | None
-    attempt: int
     score: float | None
-    handle_inputs: dict[str, Any]
     result: dict[str, Any] | None
     artifact_id: str | None
     created_at: str

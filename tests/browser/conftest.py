@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.demo import MINIMAL_INVOICE_SCHEMA
 from tests.serverproc import ServerProcess
 from tests.serverproc import server as server_process
 
@@ -38,16 +40,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 API_KEY = "browser-test-key"
-TERMINAL = {"completed", "error", "cancelled"}
 SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "invoice_number": {"type": "string"},
-        "vendor": {"type": "string"},
-        "total": {"type": "number"},
-        "currency": {"type": "string"},
-    },
-    "required": ["invoice_number", "total"],
+    **MINIMAL_INVOICE_SCHEMA,
+    "properties": {**MINIMAL_INVOICE_SCHEMA["properties"], "currency": {"type": "string"}},
 }
 
 

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from orchestrator.demo import MINIMAL_INVOICE_SCHEMA
 from orchestrator.engines.base import Document, EngineError, JsonInput, JudgeRequest, PassRequest, Usage
 from orchestrator.engines.openai import OpenAIEngine
 from orchestrator.engines.openai.schema import drop_optional_nulls, strict_schema
@@ -20,13 +21,12 @@ from orchestrator.engines.ratelimit import ProviderLimiter, TokenBucket, backoff
 from tests.engines.chat_server import ChatServer, Reply, answer, error
 
 INVOICE_SCHEMA: dict[str, Any] = {
-    "type": "object",
+    **MINIMAL_INVOICE_SCHEMA,
     "properties": {
         "invoice_number": {"type": "string"},
         "total": {"type": "number"},
         "notes": {"type": "string"},
     },
-    "required": ["invoice_number", "total"],
 }
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 

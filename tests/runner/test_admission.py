@@ -19,7 +19,7 @@ from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, RunRecord
+from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild, RunRecord
 
 
 async def _settle() -> None:

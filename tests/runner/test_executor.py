@@ -18,7 +18,8 @@ from orchestrator.runner.context import DocumentCache, RunContext
 from orchestrator.runner.executor import REDUCE_INLINE_BYTES, Executor
 from orchestrator.runner.fair import FairLimiter
 from orchestrator.settings import Settings
-from orchestrator.store import ClaimedChild, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ClaimedChild, RunRecord
 
 
 @pytest.mark.parametrize(("items", "in_thread"), [(1, False), (200, True)])

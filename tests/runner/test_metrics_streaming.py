@@ -8,7 +8,7 @@ from typing import Any
 from orchestrator.core import metrics
 from orchestrator.core.consensus import reduce_passes
 from orchestrator.service import metrics as routes
-from orchestrator.store import RunRecord
+from orchestrator.store.records import RunRecord
 from orchestrator.store.sqlite.jsoncol import dumps
 from tests.conftest import INVOICE_SCHEMA, Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, json_inputs, services, sim

@@ -13,7 +13,7 @@ import aiohttp
 import anyio
 import pytest
 
-from orchestrator.store import ChildStart
+from orchestrator.store.records import ChildStart
 from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import INVOICE_SCHEMA, AppFactory
 from tests.runner.helpers import (

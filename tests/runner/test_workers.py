@@ -19,7 +19,8 @@ from orchestrator.engines.router import EngineRouter
 from orchestrator.runner.membership import share
 from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
-from orchestrator.store import ChildFinish, PageRequest, ResultRecord, RunRecord, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, PageRequest, ResultRecord, RunRecord
 from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import INVOICE_SCHEMA
 from tests.runner.helpers import json_inputs

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.store import FeedEvent, Store
+from orchestrator.store import Store
+from orchestrator.store.records import FeedEvent
 from orchestrator.store.sqlite import SqliteStore
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date
 from orchestrator.api.keys import services as svc
+from orchestrator.store.records import FileQuery
 from orchestrator.wire import render
 from orchestrator.wire import requests as rq
 
@@ -36,13 +37,13 @@ async def complete(request: web.Request) -> web.Response:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    p = await svc(request).files.list_page(
-        page_request(request, 10),
+    query = FileQuery(
         filename=q(request, "filename"),
         mime_type=q(request, "mime_type"),
         from_date=q_date(request, "from_date"),
         to_date=q_date(request, "to_date", end_of_day=True),
     )
+    p = await svc(request).files.list_page(page_request(request, 10), query)
     return json_response(page_json(p, [render.file(r) for r in p.rows]))
 
 

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from orchestrator.store.interface import (
+    CheckRepo,
+    ChildRepo,
+    EventRepo,
+    ExperimentRepo,
+    FileRepo,
+    RunRepo,
+    Signals,
+    WorkerRepo,
+    WorkflowRepo,
+)
 from orchestrator.store.records import Broker
 from orchestrator.store.sqlite.checks import CheckStore
 from orchestrator.store.sqlite.children import ChildStore
@@ -10,7 +21,7 @@ from orchestrator.store.sqlite.events import EventStore
 from orchestrator.store.sqlite.experiments import ExperimentStore
 from orchestrator.store.sqlite.files import FileStore
 from orchestrator.store.sqlite.runs import RunStore
-from orchestrator.store.sqlite.signals import Signals
+from orchestrator.store.sqlite.signals import Signals as SqliteSignals
 from orchestrator.store.sqlite.workers import WorkerStore
 from orchestrator.store.sqlite.workflows import WorkflowStore
 
@@ -23,15 +34,17 @@ class SqliteStore:
 
     def __init__(self, path: str, broker: Broker | None = None) -> None:
         self.db = Database(path, broker)
-        self.workflows = WorkflowStore(self.db)
-        self.files = FileStore(self.db)
-        self.checks = CheckStore(self.db)
-        self.experiments = ExperimentStore(self.db)
-        self.runs = RunStore(self.db)
-        self.children = ChildStore(self.db)
-        self.events = EventStore(self.db)
-        self.workers = WorkerStore(self.db)
-        self.signals = Signals(path)
+        # Typed as the interface, so that this class is checked against it attribute by attribute.
+        self.workflows: WorkflowRepo = WorkflowStore(self.db)
+        self.files: FileRepo = FileStore(self.db)
+        self.checks: CheckRepo = CheckStore(self.db)
+        self.experiments: ExperimentRepo = ExperimentStore(self.db)
+        self.runs: RunRepo = RunStore(self.db)
+        self.children: ChildRepo = ChildStore(self.db)
+        self.events: EventRepo = EventStore(self.db)
+        self.workers: WorkerRepo = WorkerStore(self.db)
+        self._signals = SqliteSignals(path)
+        self.signals: Signals = self._signals
 
     @property
     def url(self) -> str:
@@ -45,4 +58,4 @@ class SqliteStore:
 
     async def close(self) -> None:
         await self.db.close()
-        self.signals.close()
+        self._signals.close()

@@ -10,7 +10,7 @@ from orchestrator.ids import new_id, now_iso
 from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 
 def _check(row: Row) -> Row:
@@ -60,23 +60,13 @@ class CheckStore:
         return _check(row)
 
     async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page[Row]:
-        where, params = ["workflow_id = ?"], [workflow_id]
-        if block_id:
-            where.append("block_id = ?")
-            params.append(block_id)
-        p = await page(self.db, "checks", where, params, req)
+        p = await page(self.db, "checks", Where().eq("workflow_id", workflow_id).eq("block_id", block_id), req)
         p.rows = [_check(r) for r in p.rows]
         return p
 
     async def for_scope(self, workflow_id: str, *, check_id: str | None, block_id: str | None) -> list[Row]:
-        where, params = ["workflow_id = ?"], [workflow_id]
-        if check_id:
-            where.append("id = ?")
-            params.append(check_id)
-        if block_id:
-            where.append("block_id = ?")
-            params.append(block_id)
-        rows = await self.db.fetchall(f"SELECT * FROM checks WHERE {' AND '.join(where)} ORDER BY n", params)
+        where = Where().eq("workflow_id", workflow_id).eq("id", check_id).eq("block_id", block_id)
+        rows = await self.db.fetchall(f"SELECT * FROM checks WHERE {where} ORDER BY n", where.params)
         return [_check(r) for r in rows]
 
     async def update(self, check_id: str, changes: dict[str, Any]) -> Row:

@@ -29,7 +29,7 @@ from orchestrator.store.records import (
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 
 def decode_child(row: Row) -> ResultRecord:
@@ -160,7 +160,7 @@ class ChildStore:
         return await self.get(row["id"])
 
     async def list_page(self, run_id: str, req: PageRequest) -> Page[ResultRecord]:
-        p = await page(self.db, "children", ["run_id = ?"], [run_id], req, sort="position")
+        p = await page(self.db, "children", Where().eq("run_id", run_id), req, sort="position")
         return Page([decode_child(r) for r in p.rows], p.before, p.after)
 
     async def consensus_page(self, run_id: str, after_position: int, limit: int) -> list[Row]:
@@ -201,14 +201,7 @@ class ChildStore:
     async def list_artifacts(
         self, req: PageRequest, *, run_id: str | None, operation: str | None
     ) -> Page[ArtifactRecord]:
-        where, params = [], []
-        if run_id:
-            where.append("run_id = ?")
-            params.append(run_id)
-        if operation:
-            where.append("operation = ?")
-            params.append(operation)
-        p = await page(self.db, "artifacts", where, params, req)
+        p = await page(self.db, "artifacts", Where().eq("run_id", run_id).eq("operation", operation), req)
         return Page([decode_artifact(r) for r in p.rows], p.before, p.after)
 
 

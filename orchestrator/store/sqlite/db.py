@@ -29,8 +29,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from orchestrator.errors import StoreError
-from orchestrator.store.records import Broker, FeedEvent
-from orchestrator.store.records import Row as Row  # re-exported while callers move to orchestrator.store
+from orchestrator.store.records import Broker, FeedEvent, Row
 
 log = logging.getLogger("orchestrator.store")
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from orchestrator.ids import new_id, now_iso
 from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 
 def document_filename(handle_inputs: dict[str, Any], position: int) -> str:
@@ -81,11 +81,7 @@ class ExperimentStore:
         return row
 
     async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page[Row]:
-        where, params = ["workflow_id = ?"], [workflow_id]
-        if block_id:
-            where.append("block_id = ?")
-            params.append(block_id)
-        return await page(self.db, "experiments", where, params, req)
+        return await page(self.db, "experiments", Where().eq("workflow_id", workflow_id).eq("block_id", block_id), req)
 
     async def update(
         self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: list[dict[str, Any]] | None

@@ -10,9 +10,9 @@ import anyio.to_thread
 
 from orchestrator.errors import Gone, NotFound, Unprocessable
 from orchestrator.ids import iso, new_id, now, now_iso, parse_iso
-from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.records import FileQuery, Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 _META = "n, id, filename, mime_type, size_bytes, sha256, status, expires_at, page_count, created_at, updated_at"
 
@@ -143,26 +143,8 @@ class FileStore:
 
         return await self.db.write(tx)
 
-    async def list_page(
-        self,
-        req: PageRequest,
-        *,
-        filename: str | None,
-        mime_type: str | None,
-        from_date: str | None,
-        to_date: str | None,
-    ) -> Page[Row]:
-        where, params = ["status = 'complete'"], []
-        if filename:
-            where.append("filename LIKE ?")
-            params.append(f"%{filename}%")
-        if mime_type:
-            where.append("mime_type = ?")
-            params.append(mime_type)
-        if from_date:
-            where.append("created_at >= ?")
-            params.append(from_date)
-        if to_date:
-            where.append("created_at <= ?")
-            params.append(to_date)
-        return await page(self.db, "files", where, params, req, columns=_META)
+    async def list_page(self, req: PageRequest, query: FileQuery) -> Page[Row]:
+        where = Where("status = 'complete'").eq("mime_type", query.mime_type)
+        where.sql("filename LIKE ?", f"%{query.filename}%" if query.filename else None)
+        where.sql("created_at >= ?", query.from_date).sql("created_at <= ?", query.to_date)
+        return await page(self.db, "files", where, req, columns=_META)

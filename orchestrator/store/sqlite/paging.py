@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.errors import BadRequest
-from orchestrator.store.records import Page as Page  # re-exported while callers move to orchestrator.store
-from orchestrator.store.records import PageRequest as PageRequest
-from orchestrator.store.records import Row
+from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database
+
+
+class Where:
+    """The conditions of a listing; a filter whose value is not given (None, "", empty) is left out."""
+
+    def __init__(self, *always: str) -> None:
+        self.clauses: list[str] = list(always)
+        self.params: list[Any] = []
+
+    def eq(self, column: str, value: Any) -> Where:
+        return self.sql(f"{column} = ?", value)
+
+    def sql(self, clause: str, value: Any) -> Where:
+        """`clause` with one `?` for `value`."""
+        if value not in (None, ""):
+            self.clauses.append(clause)
+            self.params.append(value)
+        return self
+
+    def __str__(self) -> str:
+        return " AND ".join(self.clauses) or "1 = 1"
+
+    def among(self, column: str, values: Sequence[Any] | None, *, negate: bool = False) -> Where:
+        if values:
+            self.clauses.append(f"{column} {'NOT IN' if negate else 'IN'} ({','.join('?' * len(values))})")
+            self.params += list(values)
+        return self
 
 
 async def page(
     db: Database,
     table: str,
-    where: list[str],
-    params: list[Any],
+    where: Where,
     req: PageRequest,
     *,
     sort: str = "n",
@@ -25,7 +50,7 @@ async def page(
     if req.before and req.after:
         raise BadRequest("Pass either `before` or `after`, not both.", code="invalid_cursor")
     cursor_id = req.after or req.before
-    conds, args = list(where), list(params)
+    conds, args = list(where.clauses), list(where.params)
     desc = req.order == "desc"
     if cursor_id:
         ref = await db.fetchone(f"SELECT {sort} AS s, n FROM {table} WHERE id = ?", (cursor_id,))

@@ -13,7 +13,7 @@ from orchestrator.store.records import FeedEvent, Page, PageRequest, Row, RunRec
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 NOUN = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}
 
@@ -87,11 +87,7 @@ class RunStore:
                 ).rowcount
             st = runstate.require(conn, run["id"])
             st.update(lifecycle.new_state(total))
-            log = runstate.EventLog(conn, ts)
-            log.add(run["id"], st, "progress")
-            runstate.save(conn, run["id"], st)
-            events = log.flush()
-            return events[0], events
+            return runstate.save_with_event(conn, run["id"], st, "progress", ts)
 
         event = await self.db.commit(tx)
         return await self.get(run["id"]), event
@@ -107,28 +103,13 @@ class RunStore:
     async def list_page(
         self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]
     ) -> Page[RunRecord]:
-        where = [f"kind IN ({','.join('?' * len(kinds))})"]
-        params: list[Any] = list(kinds)
+        where = Where().among("kind", kinds)
         for key in ("workflow_id", "experiment_id", "block_id", "check_id", "trigger_type"):
-            if filters.get(key):
-                where.append(f"{key} = ?")
-                params.append(filters[key])
-        for key, op in (("statuses", "IN"), ("exclude_statuses", "NOT IN"), ("trigger_types", "IN")):
-            values = list(filters.get(key) or ())
-            if values:
-                col = "trigger_type" if key == "trigger_types" else "status"
-                where.append(f"{col} {op} ({','.join('?' * len(values))})")
-                params += values
-        if filters.get("from_date"):
-            where.append("created_at >= ?")
-            params.append(filters["from_date"])
-        if filters.get("to_date"):
-            where.append("created_at <= ?")
-            params.append(filters["to_date"])
-        if filters.get("target_block_id"):
-            where.append("block_id = ?")
-            params.append(filters["target_block_id"])
-        p = await page(self.db, "runs", where, params, req, sort="n")
+            where.eq(key, filters.get(key))
+        where.among("status", filters.get("statuses")).among("status", filters.get("exclude_statuses"), negate=True)
+        where.among("trigger_type", filters.get("trigger_types")).eq("block_id", filters.get("target_block_id"))
+        where.sql("created_at >= ?", filters.get("from_date")).sql("created_at <= ?", filters.get("to_date"))
+        p = await page(self.db, "runs", where, req, sort="n")
         return Page([decode_run(r) for r in p.rows], p.before, p.after)
 
     async def open_runs(self) -> list[RunRecord]:
@@ -161,11 +142,7 @@ class RunStore:
                 )
             if stats is not None:
                 st["stats"] = stats
-            log = runstate.EventLog(conn, ts)
-            log.add(run_id, st, "run.finished")
-            runstate.save(conn, run_id, st)
-            events = log.flush()
-            return events[0], events
+            return runstate.save_with_event(conn, run_id, st, "run.finished", ts)
 
         return await self.db.commit(tx)
 
@@ -178,11 +155,7 @@ class RunStore:
             st = runstate.load(conn, run_id)
             if st is None or not lifecycle.close_if_done(st["kind"], st, ts):
                 return None, []
-            log = runstate.EventLog(conn, ts)
-            log.add(run_id, st, "run.finished")
-            runstate.save(conn, run_id, st)
-            events = log.flush()
-            return events[0], events
+            return runstate.save_with_event(conn, run_id, st, "run.finished", ts)
 
         return await self.db.commit(tx)
 

@@ -10,52 +10,18 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.store.records import FeedEvent
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 
-# The columns a run's state is made of, as read by load() and written by save().
-MUTABLE = (
-    "status",
-    "total",
-    "c_pending",
-    "c_queued",
-    "c_running",
-    "c_completed",
-    "c_error",
-    "c_cancelled",
-    "o_passed",
-    "o_failed",
-    "o_blocked",
-    "score_sum",
-    "score",
-    "started_at",
-    "completed_at",
-    "cancel_reason",
-    "last_seq",
-)
+_COUNTS = tuple(f"c_{s}" for s in lifecycle.STATUSES) + tuple(f"o_{v}" for v in lifecycle.VERDICTS)
+# What a feed event carries of the run (and the API renders as its lifecycle and counts).
+PUBLIC = ("status", "total", *_COUNTS, "score", "started_at", "completed_at", "error", "cancel_reason", "stats")
+# The plain columns of a run's state, as read by load() and written by save() (error, stats: JSON).
+MUTABLE = (*(c for c in PUBLIC if c not in ("error", "stats")), "score_sum", "last_seq")
 _SELECT = f"SELECT kind, {', '.join(MUTABLE)}, error_json, stats_json FROM runs WHERE id = ?"
 _UPDATE = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in MUTABLE)}, error_json = ?, stats_json = ? WHERE id = ?"
-# What a feed event carries of the run (and the API renders as its lifecycle and counts).
-PUBLIC = (
-    "status",
-    "total",
-    "c_pending",
-    "c_queued",
-    "c_running",
-    "c_completed",
-    "c_error",
-    "c_cancelled",
-    "o_passed",
-    "o_failed",
-    "o_blocked",
-    "score",
-    "started_at",
-    "completed_at",
-    "error",
-    "cancel_reason",
-    "stats",
-)
 
 
 def load(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
@@ -99,6 +65,17 @@ def last_gseq(conn: sqlite3.Connection) -> int:
         " coalesce((SELECT max(gseq) FROM events), 0)) AS g"
     ).fetchone()
     return int(row["g"]) if row else 0
+
+
+def save_with_event(
+    conn: sqlite3.Connection, run_id: str, state: dict[str, Any], type_: str, ts: str
+) -> tuple[FeedEvent, list[FeedEvent]]:
+    """Write a run's state with the one event that announces it: (the event, [the event])."""
+    log = EventLog(conn, ts)
+    log.add(run_id, state, type_)
+    save(conn, run_id, state)
+    events = log.flush()
+    return events[0], events
 
 
 class EventLog:

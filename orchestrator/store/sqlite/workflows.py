@@ -10,7 +10,7 @@ from orchestrator.ids import new_id, now_iso
 from orchestrator.store.records import Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.paging import page
+from orchestrator.store.sqlite.paging import Where, page
 
 
 def _workflow(row: Row) -> Row:
@@ -86,12 +86,8 @@ class WorkflowStore:
         return _workflow(row)
 
     async def list_workflows(self, req: PageRequest, *, project_id: str | None, sort_by: str) -> Page[Row]:
-        where, params = [], []
-        if project_id:
-            where.append("project_id = ?")
-            params.append(project_id)
         sort = "created_at" if sort_by == "created_at" else "updated_at"
-        p = await page(self.db, "workflows", where, params, req, sort=sort)
+        p = await page(self.db, "workflows", Where().eq("project_id", project_id), req, sort=sort)
         p.rows = [_workflow(r) for r in p.rows]
         return p
 
@@ -153,7 +149,7 @@ class WorkflowStore:
 
     async def list_blocks(self, workflow_id: str, req: PageRequest) -> Page[Row]:
         await self.get_workflow(workflow_id)
-        p = await page(self.db, "blocks", ["workflow_id = ?"], [workflow_id], req, sort="updated_at")
+        p = await page(self.db, "blocks", Where().eq("workflow_id", workflow_id), req, sort="updated_at")
         p.rows = [_block(r) for r in p.rows]
         return p
 
@@ -232,14 +228,8 @@ class WorkflowStore:
         self, workflow_id: str, req: PageRequest, *, source_block: str | None, target_block: str | None
     ) -> Page[Row]:
         await self.get_workflow(workflow_id)
-        where, params = ["workflow_id = ?"], [workflow_id]
-        if source_block:
-            where.append("source_block = ?")
-            params.append(source_block)
-        if target_block:
-            where.append("target_block = ?")
-            params.append(target_block)
-        return await page(self.db, "edges", where, params, req)
+        where = Where().eq("workflow_id", workflow_id).eq("source_block", source_block).eq("target_block", target_block)
+        return await page(self.db, "edges", where, req)
 
     async def all_edges(self, workflow_id: str) -> list[Row]:
         return await self.db.fetchall("SELECT * FROM edges WHERE workflow_id = ? ORDER BY n", (workflow_id,))

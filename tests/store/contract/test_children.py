@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from orchestrator.core.lifecycle import invariant_violations
-from orchestrator.store import ChildFinish, ChildStart, ClaimedChild, PageRequest, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild, PageRequest
 from tests.store.conftest import new_run
 
 TS = "2024-01-01T00:00:00.000Z"

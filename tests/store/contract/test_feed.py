@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.store import ChildFinish, ChildStart, FeedEvent, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, ChildStart, FeedEvent
 from tests.store.conftest import RecordingBroker, new_run
 
 TS = "2024-01-01T00:00:00.000Z"

@@ -8,7 +8,8 @@ import hashlib
 import pytest
 
 from orchestrator.errors import Conflict, Gone, NotFound, Unprocessable
-from orchestrator.store import PageRequest, Store
+from orchestrator.store import Store
+from orchestrator.store.records import FileQuery, PageRequest
 
 
 async def test_workflow_blocks_and_edges(store: Store) -> None:
@@ -137,7 +138,5 @@ async def test_file_upload_session(store: Store) -> None:
     with pytest.raises(Gone):
         await store.files.put_bytes(expired["id"], b"x")
     direct = await store.files.create_complete(filename="c.txt", mime_type="text/plain", data=data)
-    listed = await store.files.list_page(
-        PageRequest(limit=10), filename="c.t", mime_type=None, from_date=None, to_date=None
-    )
+    listed = await store.files.list_page(PageRequest(limit=10), FileQuery(filename="c.t"))
     assert [f["id"] for f in listed.rows] == [direct["id"]]

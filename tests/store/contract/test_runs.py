@@ -9,7 +9,8 @@ import pytest
 
 from orchestrator.core.lifecycle import invariant_violations
 from orchestrator.errors import NotFound
-from orchestrator.store import ChildFinish, ChildStart, PageRequest, Store
+from orchestrator.store import Store
+from orchestrator.store.records import ChildFinish, ChildStart, PageRequest
 from tests.store.conftest import RecordingBroker, new_run
 
 TS = "2024-01-01T00:00:00.000Z"
