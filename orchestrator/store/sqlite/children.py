@@ -30,6 +30,7 @@ from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.paging import Where, page
+from orchestrator.store.sqlite.state import CLAIMED_SQL
 
 
 def decode_child(row: Row) -> ResultRecord:
@@ -357,14 +358,14 @@ def _release(conn: sqlite3.Connection, cond: str, params: Any, ts: str) -> tuple
     counts and one `progress` event per run whose counts moved."""
     moved = conn.execute(
         "SELECT run_id, sum(status = 'queued') AS q, sum(status = 'running') AS r FROM children"
-        f" WHERE status IN ('queued','running') AND ({cond}) GROUP BY run_id",
+        f" WHERE status IN {CLAIMED_SQL} AND ({cond}) GROUP BY run_id",
         params,
     ).fetchall()
     if not moved:
         return 0, []
     n = conn.execute(
         "UPDATE children SET status = 'pending', started_at = NULL, attempt = attempt + 1, lease_owner = NULL,"
-        f" lease_expires = NULL WHERE status IN ('queued','running') AND ({cond})",
+        f" lease_expires = NULL WHERE status IN {CLAIMED_SQL} AND ({cond})",
         params,
     ).rowcount
     log = runstate.EventLog(conn, ts)

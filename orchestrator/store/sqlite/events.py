@@ -10,6 +10,7 @@ from orchestrator.store.records import FeedEvent, Row, RunRecord
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import loads
 from orchestrator.store.sqlite.runs import decode_run
+from orchestrator.store.sqlite.state import OPEN_SQL, TERMINAL_SQL
 
 
 def epoch(created_at: str | None) -> float | None:
@@ -69,7 +70,7 @@ class EventStore:
     async def snapshot_runs(self, recent: int, limit: int) -> list[RunRecord]:
         """Every open run plus the `recent` newest ones, newest first, at most `limit`."""
         rows = await self.db.fetchall(
-            "SELECT * FROM runs WHERE status IN ('pending','queued','running')"
+            f"SELECT * FROM runs WHERE status IN {OPEN_SQL}"
             " OR n > (SELECT coalesce(max(n), 0) FROM runs) - ? ORDER BY n DESC LIMIT ?",
             (recent, limit),
         )
@@ -82,7 +83,7 @@ class EventStore:
         def tx(conn: sqlite3.Connection) -> int:
             return conn.execute(
                 "DELETE FROM events WHERE run_id IN (SELECT id FROM runs WHERE status IN"
-                " ('completed','error','cancelled') AND completed_at < ?)"
+                f" {TERMINAL_SQL} AND completed_at < ?)"
                 " AND seq < (SELECT last_seq FROM runs WHERE runs.id = events.run_id)",
                 (finished_before,),
             ).rowcount

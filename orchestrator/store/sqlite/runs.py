@@ -14,6 +14,7 @@ from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import Database
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.paging import Where, page
+from orchestrator.store.sqlite.state import CLAIMED_SQL, OPEN_SQL
 
 NOUN = {"eval": "Eval run", "test": "Test run", "experiment": "Experiment run"}
 
@@ -113,7 +114,7 @@ class RunStore:
         return Page([decode_run(r) for r in p.rows], p.before, p.after)
 
     async def open_runs(self) -> list[RunRecord]:
-        rows = await self.db.fetchall("SELECT * FROM runs WHERE status IN ('pending','queued','running') ORDER BY n")
+        rows = await self.db.fetchall(f"SELECT * FROM runs WHERE status IN {OPEN_SQL} ORDER BY n")
         return [decode_run(r) for r in rows]
 
     async def finish(
@@ -137,7 +138,7 @@ class RunStore:
                 # rowcount, not RETURNING: cancelling 100,000 open children must not ship their ids to Python.
                 conn.execute(
                     "UPDATE children SET status = 'cancelled', cancel_reason = ?, completed_at = ? WHERE run_id = ?"
-                    " AND status IN ('pending','queued','running')",
+                    f" AND status IN {OPEN_SQL}",
                     (why, ts, run_id),
                 )
             if stats is not None:
@@ -163,7 +164,7 @@ class RunStore:
         """Open runs a worker should take up, oldest first: not started yet, with children still to hand
         out, or with no open child left but not ended (a stop between the last commit and the end)."""
         rows = await self.db.fetchall(
-            "SELECT id FROM runs WHERE status = 'pending' OR (status IN ('queued','running')"
+            f"SELECT id FROM runs WHERE status = 'pending' OR (status IN {CLAIMED_SQL}"
             " AND (c_pending > 0 OR c_queued + c_running = 0)) ORDER BY n LIMIT ?",
             (limit,),
         )

@@ -15,6 +15,16 @@ from orchestrator.errors import NotFound
 from orchestrator.store.records import FeedEvent
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 
+
+def _sql_list(statuses: tuple[str, ...]) -> str:
+    return "(" + ",".join(f"'{s}'" for s in statuses) + ")"
+
+
+# core.lifecycle's vocabulary as SQL lists, in lifecycle order.
+OPEN_SQL = _sql_list(tuple(s for s in lifecycle.STATUSES if s in lifecycle.OPEN))  # ('pending','queued','running')
+CLAIMED_SQL = _sql_list(("queued", "running"))  # claimed by a worker: leased, released, reclaimed
+TERMINAL_SQL = _sql_list(tuple(s for s in lifecycle.STATUSES if s in lifecycle.TERMINAL))
+
 _COUNTS = tuple(f"c_{s}" for s in lifecycle.STATUSES) + tuple(f"o_{v}" for v in lifecycle.VERDICTS)
 # What a feed event carries of the run (and the API renders as its lifecycle and counts).
 PUBLIC = ("status", "total", *_COUNTS, "score", "started_at", "completed_at", "error", "cancel_reason", "stats")

@@ -9,6 +9,7 @@ from typing import Any
 from orchestrator.ids import now_iso
 from orchestrator.store.records import Row
 from orchestrator.store.sqlite.db import Database
+from orchestrator.store.sqlite.state import CLAIMED_SQL
 
 
 class WorkerStore:
@@ -38,7 +39,7 @@ class WorkerStore:
                 (now, capacity, worker_id),
             )
             conn.execute(
-                "UPDATE children SET lease_expires = ? WHERE lease_owner = ? AND status IN ('queued','running')",
+                f"UPDATE children SET lease_expires = ? WHERE lease_owner = ? AND status IN {CLAIMED_SQL}",
                 (now + lease_s, worker_id),
             )
             rows = conn.execute(
@@ -73,6 +74,6 @@ class WorkerStore:
         where = "" if include_stopped else "WHERE w.status = 'running'"
         rows: list[dict[str, Any]] = await self.db.fetchall(
             "SELECT w.*, (SELECT count(*) FROM children c WHERE c.lease_owner = w.id"
-            f" AND c.status IN ('queued','running')) AS claims FROM workers w {where} ORDER BY w.started_at DESC"
+            f" AND c.status IN {CLAIMED_SQL}) AS claims FROM workers w {where} ORDER BY w.started_at DESC"
         )
         return rows
