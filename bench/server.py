@@ -240,7 +240,7 @@ async def wait_run(api: Api, run_id: str, timeout_s: float = 900.0) -> tuple[dic
     with anyio.fail_after(timeout_s):
         try:
             async with Client(api.base, API_KEY, idle_timeout_s=timeout_s) as client:
-                async for event in client.run_events(run_id):
+                async for event in client.run_events(run_id, mode="progress"):
                     if event.get("type") == "run.finished":
                         break
             return await api.run(run_id), "feed"

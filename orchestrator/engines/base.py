@@ -113,6 +113,11 @@ class EngineError(Exception):
 
 @runtime_checkable
 class Engine(Protocol):
+    """What the runner calls. An engine may also have `immediate(config) -> bool`: True when a pass with
+    this config never waits on anything (no I/O, no sleep), so the runner runs a child's passes one after
+    the other in its own task, without a task, timeout or task group per pass (their cost is most of a
+    zero-latency pass). Without it, or False, passes run concurrently under a timeout."""
+
     name: str
 
     async def run_pass(self, request: PassRequest) -> PassOutput: ...

@@ -107,6 +107,9 @@ class PythonEngine:
             ) from None
         return result
 
+    def immediate(self, config: Mapping[str, Any]) -> bool:
+        return False  # a user's function may do anything, and sync ones run in a thread
+
     async def run_pass(self, request: PassRequest) -> PassOutput:
         spec = self._spec(request.config)
         fn = self.load(spec)

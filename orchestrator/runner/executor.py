@@ -74,7 +74,9 @@ class Executor:
         # Consensus is pure Python (GIL-bound): a few threads keep the loop responsive, more would not help.
         self.reduce_threads = anyio.CapacityLimiter(REDUCE_THREADS)
 
-    async def _one_pass(self, key: str, request: PassRequest, stats: Counter[str]) -> PassResult:
+    async def _one_pass(
+        self, key: str, request: PassRequest, stats: Counter[str], *, immediate: bool = False
+    ) -> PassResult:
         # asyncio-native on purpose (hot path, once per pass): anyio's fail_after / task groups cost
         # a sniffio lookup and a cancel scope each, ~40% of the loop under load. An anyio CancelScope
         # around the child still reaches here: on asyncio it cancels the task, which these honour.
@@ -86,6 +88,8 @@ class Executor:
                 engine = self.router.resolve(model_of(request.config))
                 await limiter.acquire(key)
                 try:
+                    if immediate:  # it cannot outlast a timeout: it never waits
+                        return PassResult(await engine.run_pass(request), None, attempt + 1)
                     async with asyncio.timeout(timeout_s):
                         return PassResult(await engine.run_pass(request), None, attempt + 1)
                 finally:
@@ -126,12 +130,23 @@ class Executor:
         ]
         if n == 1:
             return [await self._one_pass(key, requests[0], stats)]
+        if self._immediate(config):
+            # Nothing to overlap: one after the other in this task, no task or timeout per pass.
+            return [await self._one_pass(key, r, stats, immediate=True) for r in requests]
         # Structured: the group owns passes 1..n-1 and the current task runs pass 0 itself (one task
         # fewer per child). A cancelled child cancels this task, and the group then its passes.
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._one_pass(key, requests[i], stats)) for i in range(1, n)]
             first = await self._one_pass(key, requests[0], stats)
         return [first, *(t.result() for t in tasks)]
+
+    def _immediate(self, config: Mapping[str, Any]) -> bool:
+        try:
+            engine = self.router.resolve(model_of(config))
+        except EngineError:
+            return False
+        check = getattr(engine, "immediate", None)  # engines written before the method: assume they wait
+        return bool(check(config)) if check is not None else False
 
     async def execute(self, ctx: RunContext, child: ClaimedChild) -> ChildFinish:
         started = now_iso()

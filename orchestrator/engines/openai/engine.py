@@ -110,6 +110,9 @@ class OpenAIEngine:
         """`json_schema`, or `json_object` once the server has refused structured outputs."""
         return self._mode
 
+    def immediate(self, config: Mapping[str, Any]) -> bool:
+        return False
+
     async def run_pass(self, request: PassRequest) -> PassOutput:
         model = self._model(request.config)
         task = task_for(request)

@@ -27,7 +27,7 @@ from orchestrator.store.records import (
     Row,
 )
 from orchestrator.store.sqlite import state as runstate
-from orchestrator.store.sqlite.db import Database
+from orchestrator.store.sqlite.db import BLOBS, Database, stage
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.paging import Where, page
 from orchestrator.store.sqlite.state import CLAIMED_SQL
@@ -110,7 +110,10 @@ class ChildStore:
         if not starts and not finishes:
             return []
         ts = now_iso()
-        return await self.db.commit(lambda conn: _apply(conn, starts, finishes, ts, owner))
+        # Encoded here, before the transaction: the writers of every process queue for one lock, so the
+        # heavy part (results, artifacts as JSON) must not be done while holding it.
+        encoded = _Encoded(starts, finishes)
+        return await self.db.commit(lambda conn: _apply(conn, starts, finishes, ts, owner, encoded))
 
     async def release(self, owner: str) -> int:
         """A worker stopping: the children it holds go back to pending for another worker."""
@@ -240,8 +243,27 @@ def _claim(
     return rows
 
 
+class _Encoded:
+    """A batch's rows as the JSON arrays its statements take, assuming every start and finish applies
+    (the common case); `rows` re-encodes only what applies when some did not."""
+
+    def __init__(self, starts: list[ChildStart], finishes: list[ChildFinish]) -> None:
+        with_artifact = [f for f in finishes if f.artifact]
+        self.starts = dumps([_start_row(s) for s in starts])
+        self.finishes = dumps([_finish_row(f) for f in finishes])
+        self.results = dumps([f.result for f in finishes])
+        self.artifacts = dumps([_artifact_row(f) for f in with_artifact])
+        self.bodies = dumps([(f.artifact or {}).get("body") for f in with_artifact])
+        self.summaries = dumps([_summary_row(f) for f in finishes if f.check_id and f.check_summary])
+
+
 def _apply(
-    conn: sqlite3.Connection, starts: list[ChildStart], finishes: list[ChildFinish], ts_now: str, owner: str | None
+    conn: sqlite3.Connection,
+    starts: list[ChildStart],
+    finishes: list[ChildFinish],
+    ts_now: str,
+    owner: str | None,
+    encoded: _Encoded,
 ) -> tuple[list[FeedEvent], list[FeedEvent]]:
     ids = dumps([s.child_id for s in starts] + [f.child_id for f in finishes])
     fence = "" if owner is None else " AND lease_owner = ?"
@@ -256,20 +278,18 @@ def _apply(
         st = runstate.load(conn, rid)
         if st is not None:
             states[rid] = st
-    start_rows: list[tuple[Any, ...]] = []
+    applied_starts: list[ChildStart] = []
     started: set[str] = set()
     for s in starts:
         st = states.get(s.run_id)
         if st is None or not lifecycle.can_start(status.get(s.child_id)):
             continue
         status[s.child_id] = "running"
-        start_rows.append((s.started_at, s.child_id))
+        applied_starts.append(s)
         started.add(s.run_id)
         lifecycle.start(st, s.started_at)
     log = runstate.EventLog(conn, ts_now)
-    finish_rows: list[tuple[Any, ...]] = []
-    artifact_rows: list[tuple[Any, ...]] = []
-    summary_rows: list[tuple[Any, ...]] = []
+    applied: list[ChildFinish] = []
     finished: set[str] = set()
     for f in finishes:
         st = states.get(f.run_id)
@@ -278,14 +298,9 @@ def _apply(
             continue
         status[f.child_id] = f.status
         finished.add(f.run_id)
-        finish_rows.append(_finish_row(f))
+        applied.append(f)
         lifecycle.finish(st, old, f.status, f.verdict, f.score)
         lifecycle.add_stats(st, f.stats)
-        if f.artifact:
-            a = f.artifact
-            artifact_rows.append((a["id"], f.run_id, f.child_id, a["operation"], dumps(a["body"]), f.completed_at))
-        if f.check_id and f.check_summary:
-            summary_rows.append((dumps(f.check_summary), f.verdict, f.check_id))
         child = {
             "id": f.child_id,
             "status": f.status,
@@ -302,14 +317,20 @@ def _apply(
         # run still says running, and no extra transaction.
         if lifecycle.close_if_done(states[rid]["kind"], states[rid], ts_now):
             log.add(rid, states[rid], "run.finished")
-    for sql, rows in (
-        (_START_SQL, start_rows),
-        (_FINISH_SQL, finish_rows),
-        (_ARTIFACT_SQL, artifact_rows),
-        (_SUMMARY_SQL, summary_rows),
+    if len(applied_starts) < len(starts):  # some start was refused: encode what applies
+        encoded.starts = dumps([_start_row(s) for s in applied_starts])
+    if len(applied) < len(finishes):  # a finish counted before, or of a child cancelled meanwhile
+        encoded = _Encoded(applied_starts, applied)
+    for sql, rows, blobs, any_rows in (
+        (_START_SQL, encoded.starts, None, applied_starts),
+        (_FINISH_SQL, encoded.finishes, encoded.results, applied),
+        (_ARTIFACT_SQL, encoded.artifacts, encoded.bodies, [f for f in applied if f.artifact]),
+        (_SUMMARY_SQL, encoded.summaries, None, [f for f in applied if f.check_id and f.check_summary]),
     ):
-        if rows:
-            conn.execute(sql, (dumps(rows),))
+        if any_rows:
+            if blobs is not None:
+                stage(conn, blobs)
+            conn.execute(sql, (rows,))
     events = log.flush()
     runstate.save_many(conn, {rid: states[rid] for rid in sorted(started | finished)})
     return events, events
@@ -320,22 +341,29 @@ _J = "FROM json_each(?) AS j"
 _START_SQL = (
     f"UPDATE children SET status = 'running', started_at = j.value ->> 0 {_J} WHERE children.id = j.value ->> 1"
 )
+# Results and artifact bodies are staged in BLOBS (see db.py); `->` keeps a small nested value's JSON text.
 _FINISH_SQL = (
-    "UPDATE children SET status = j.value ->> 0, verdict = j.value ->> 1, score = j.value ->> 2,"
-    " error_json = j.value ->> 3, result_json = j.value ->> 4, artifact_id = j.value ->> 5,"
-    " started_at = coalesce(children.started_at, j.value ->> 6), completed_at = j.value ->> 7,"
-    f" attempt = j.value ->> 8, lease_owner = NULL, lease_expires = NULL {_J} WHERE children.id = j.value ->> 9"
+    "UPDATE children SET status = x.r ->> 0, verdict = x.r ->> 1, score = x.r ->> 2,"
+    " error_json = nullif(x.r -> 3, 'null'), result_json = x.result, artifact_id = x.r ->> 4,"
+    " started_at = coalesce(children.started_at, x.r ->> 5), completed_at = x.r ->> 6, attempt = x.r ->> 7,"
+    " lease_owner = NULL, lease_expires = NULL"
+    f" FROM (SELECT j.value AS r, b.v AS result {_J} JOIN {BLOBS} AS b ON b.k = j.key) AS x"
+    " WHERE children.id = x.r ->> 8"
 )
 _ARTIFACT_SQL = (
     "INSERT INTO artifacts(id, run_id, child_id, operation, body_json, created_at) SELECT j.value ->> 0,"
-    f" j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5 {_J}"
+    f" j.value ->> 1, j.value ->> 2, j.value ->> 3, b.v, j.value ->> 4 {_J} JOIN {BLOBS} AS b ON b.k = j.key"
 )
 _SUMMARY_SQL = (
-    "UPDATE checks SET latest_json = j.value ->> 0,"
-    " latest_passing_json = CASE WHEN j.value ->> 1 = 'passed' THEN j.value ->> 0 ELSE latest_passing_json END,"
-    " latest_failing_json = CASE WHEN j.value ->> 1 = 'failed' THEN j.value ->> 0 ELSE latest_failing_json END"
+    "UPDATE checks SET latest_json = j.value -> 0,"
+    " latest_passing_json = CASE WHEN j.value ->> 1 = 'passed' THEN j.value -> 0 ELSE latest_passing_json END,"
+    " latest_failing_json = CASE WHEN j.value ->> 1 = 'failed' THEN j.value -> 0 ELSE latest_failing_json END"
     f" {_J} WHERE checks.id = j.value ->> 2"
 )
+
+
+def _start_row(s: ChildStart) -> tuple[Any, ...]:
+    return (s.started_at, s.child_id)
 
 
 def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
@@ -343,14 +371,22 @@ def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
         f.status,
         f.verdict,
         f.score,
-        dumps(f.error),
-        dumps(f.result),
+        f.error,
         f.artifact["id"] if f.artifact else None,
         f.started_at,
         f.completed_at,
         f.attempt,
         f.child_id,
     )
+
+
+def _artifact_row(f: ChildFinish) -> tuple[Any, ...]:
+    a = f.artifact or {}
+    return (a["id"], f.run_id, f.child_id, a["operation"], f.completed_at)
+
+
+def _summary_row(f: ChildFinish) -> tuple[Any, ...]:
+    return (f.check_summary, f.verdict, f.check_id)
 
 
 def _release(conn: sqlite3.Connection, cond: str, params: Any, ts: str) -> tuple[int, list[FeedEvent]]:

@@ -15,7 +15,9 @@ Reads go through aiosqlite on the reader connection, one hop per query.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -40,6 +42,9 @@ PRAGMAS = (
     "PRAGMA busy_timeout=10000",
     "PRAGMA temp_store=MEMORY",
     "PRAGMA cache_size=-32000",
+    # Checkpoints copy the log into the file and fsync: every 1,000 pages (the default) is every few
+    # hundred children of a big run; 8,000 pages (~32 MB of log) makes them rarer.
+    "PRAGMA wal_autocheckpoint=8000",
 )
 Params = Sequence[Any] | dict[str, Any]
 Tx = Callable[[sqlite3.Connection], T]
@@ -74,6 +79,7 @@ class Database:
         self._sync: sqlite3.Connection | None = None
         self._sync_thread = anyio.CapacityLimiter(1)
         self._lock = anyio.Lock()
+        self._queue_fd: int | None = None  # the processes' writers' queue (see _in_transaction)
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -96,6 +102,9 @@ class Database:
         conn.row_factory = _dict_row
         for pragma in PRAGMAS:
             conn.execute(pragma)
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {BLOBS} (k INTEGER PRIMARY KEY, v TEXT)")
+        if self.path != ":memory:":
+            self._queue_fd = os.open(self.path + ".writers", os.O_RDWR | os.O_CREAT, 0o600)
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -118,7 +127,7 @@ class Database:
                     c.execute(statement)
                 c.execute(f"PRAGMA user_version={number}")
 
-            _in_transaction(conn, step)
+            _in_transaction(conn, step, self._queue_fd)
 
     async def close(self) -> None:
         """Drain, then close. The lock is FIFO: the write in flight and every write already waiting
@@ -134,6 +143,9 @@ class Database:
                         log.exception("closing %s failed", self.path)
                 if sync is not None:
                     await anyio.to_thread.run_sync(sync.close, limiter=self._sync_thread)
+                if self._queue_fd is not None:
+                    os.close(self._queue_fd)
+                    self._queue_fd = None
 
     @property
     def reader(self) -> aiosqlite.Connection:
@@ -150,7 +162,9 @@ class Database:
                 conn = self._sync
                 if conn is None:
                     raise StoreError("database is closed")
-                result = await anyio.to_thread.run_sync(_in_transaction, conn, fn, limiter=self._sync_thread)
+                result = await anyio.to_thread.run_sync(
+                    _in_transaction, conn, fn, self._queue_fd, limiter=self._sync_thread
+                )
         # The write is done: now let a cancellation that arrived meanwhile through. Without this
         # checkpoint a caller looping over writes would never notice it was cancelled.
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -187,17 +201,40 @@ class Database:
         return next(iter(row.values()))
 
 
-def _in_transaction(conn: sqlite3.Connection, fn: Tx[T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+def _in_transaction(conn: sqlite3.Connection, fn: Tx[T], queue_fd: int | None = None) -> T:
+    # Several processes write one file (the API process and its workers). SQLite makes a writer that
+    # finds the file locked sleep and retry (1, 2, 5, 10 … 100 ms), so under contention writers sleep
+    # while the lock is free. An exclusive flock taken first queues them in the kernel instead: each
+    # wakes as soon as the previous one commits (measured: 2 workers on one run, ~70% → ~100% busy).
+    if queue_fd is not None:
+        fcntl.flock(queue_fd, fcntl.LOCK_EX)
     try:
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        # Also when COMMIT itself failed: never leave the writer inside a transaction.
-        with suppress(Exception):
-            conn.execute("ROLLBACK")
-        raise
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            # Also when COMMIT itself failed: never leave the writer inside a transaction.
+            with suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        if queue_fd is not None:
+            fcntl.flock(queue_fd, fcntl.LOCK_UN)
     return result
+
+
+# Large JSON values of a batch (results, artifact bodies, event bodies) travel as a JSON array of their
+# own, staged here by index: a row array that embedded them would be re-parsed whole by each `->>`
+# of each column (measured: 500 results of 1.2 KB, 14 ms nested against 4 ms staged).
+BLOBS = "temp.batch_blobs"
+
+
+def stage(conn: sqlite3.Connection, values_json: str | None) -> None:
+    """Put a JSON array's elements in BLOBS by index (as JSON text; null → NULL) for the next statement."""
+    conn.execute(f"DELETE FROM {BLOBS}")
+    if values_json is not None:
+        conn.execute(f"INSERT INTO {BLOBS}(k, v) SELECT key, value FROM json_each(?)", (values_json,))
 
 
 def one(conn: sqlite3.Connection, sql: str, params: Params = ()) -> Row | None:

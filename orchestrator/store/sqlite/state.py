@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.core import lifecycle
 from orchestrator.errors import NotFound
 from orchestrator.store.records import FeedEvent
+from orchestrator.store.sqlite.db import BLOBS, stage
 from orchestrator.store.sqlite.jsoncol import dumps, loads
 
 
@@ -99,6 +100,7 @@ class EventLog:
         self.ts = ts
         self.gseq = last_gseq(conn)
         self.rows: list[tuple[Any, ...]] = []
+        self.bodies: list[dict[str, Any]] = []
         self.events: list[FeedEvent] = []
 
     def add(self, run_id: str, state: dict[str, Any], type_: str, child: dict[str, Any] | None = None) -> None:
@@ -108,16 +110,18 @@ class EventLog:
         if child is not None:
             body["child"] = child
         child_id = child["id"] if child is not None else None
-        self.rows.append((self.gseq, run_id, state["last_seq"], type_, child_id, dumps(body), self.ts))
+        self.rows.append((self.gseq, run_id, state["last_seq"], type_, child_id, self.ts))
+        self.bodies.append(body)
         self.events.append({"gseq": self.gseq, "run_id": run_id, "seq": state["last_seq"], "type": type_, "body": body})
 
     def flush(self) -> list[FeedEvent]:
         if self.rows:
+            stage(self.conn, dumps(self.bodies))
             self.conn.execute(
                 "INSERT INTO events(gseq, run_id, seq, type, child_id, body_json, created_at) SELECT j.value ->> 0,"
-                " j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6"
-                " FROM json_each(?) AS j",
+                f" j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, b.v, j.value ->> 5"
+                f" FROM json_each(?) AS j JOIN {BLOBS} AS b ON b.k = j.key",
                 (dumps(self.rows),),
             )
-            self.rows = []
+            self.rows, self.bodies = [], []
         return self.events
