@@ -3,7 +3,7 @@
 
 import { session } from "./api.js";
 
-const TYPES = ["snapshot", "progress", "child.finished", "run.finished", "reset", "lagged", "shutdown", "message"];
+const TYPES = ["snapshot", "progress", "child.finished", "run.finished", "reset", "lagged", "shutdown", "batch", "message"];
 // run.finished repeats the snapshot's seq when a terminal run is opened, so it is never deduplicated.
 const ORDERED = new Set(["progress", "child.finished"]);
 
@@ -63,7 +63,9 @@ export class Feed {
 
   open() {
     this.close();
-    const url = this.cursor == null ? this.url : `${this.url}${this.url.includes("?") ? "&" : "?"}after=${this.cursor}`;
+    // Every event, in batches: one message per commit slice (a JSON array), handled event by event.
+    const base = `${this.url}${this.url.includes("?") ? "&" : "?"}batch=1`;
+    const url = this.cursor == null ? base : `${base}&after=${this.cursor}`;
     connection.set(this.failures ? "reconnecting" : "connecting");
     const es = new EventSource(url, { withCredentials: true });
     this.opens += 1;
@@ -91,7 +93,15 @@ export class Feed {
     } catch {
       return;
     }
-    const type = data.type ?? e.type;
+    if (Array.isArray(data)) {
+      for (const one of data) if (!this.stopped) this.event(one, one?.type);
+      return;
+    }
+    this.event(data, e.type);
+  }
+
+  event(data, fallbackType) {
+    const type = data.type ?? fallbackType;
     const pos = data[this.key];
     if (ORDERED.has(type) && Number.isInteger(pos) && this.cursor != null && pos <= this.cursor) return;
     if (Number.isInteger(pos) && type !== "lagged" && type !== "shutdown") this.cursor = pos;

@@ -198,7 +198,8 @@ class Client:
 
     async def _sse(self, path: str, cursor: int | None, mode: FeedMode = "all") -> AsyncGenerator[dict[str, Any], None]:
         headers = {"Accept": "text/event-stream"}
-        params: dict[str, str] = {"mode": mode} if mode != "all" else {}
+        # Every-event feeds come in batches (one message per commit slice); events are yielded one by one.
+        params: dict[str, str] = {"mode": mode} if mode != "all" else {"batch": "1"}
         if cursor is not None:
             headers["Last-Event-ID"] = str(cursor)
             params["after"] = str(cursor)
@@ -218,7 +219,8 @@ class Client:
                     line = raw.rstrip(b"\r")
                     if not line:
                         if data:
-                            yield orjson.loads(b"\n".join(data))
+                            for event in _events(orjson.loads(b"\n".join(data))):
+                                yield event
                             data = []
                     elif line.startswith(b"data:"):
                         data.append(line[5:].lstrip(b" "))
@@ -228,6 +230,8 @@ class Client:
         params = {"after": str(cursor)} if cursor is not None else {}
         if mode != "all":
             params["mode"] = mode
+        else:
+            params["batch"] = "1"
         try:
             ws = await self.session.ws_connect(
                 self.url(path), params=params, timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout)
@@ -238,11 +242,17 @@ class Client:
             while True:
                 msg = await ws.receive(timeout=self.idle_timeout_s)
                 if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    yield orjson.loads(msg.data)
+                    for event in _events(orjson.loads(msg.data)):
+                        yield event
                 elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                     return
                 elif msg.type == aiohttp.WSMsgType.ERROR:
                     raise _Dropped(f"websocket error: {ws.exception()!r}")
+
+
+def _events(message: Any) -> list[dict[str, Any]]:
+    """A feed message: one event, or a batch of them (a JSON array)."""
+    return [e for e in message if isinstance(e, dict)] if isinstance(message, list) else [message]
 
 
 __all__ = ["Client", "ClientError", "FeedMode", "Transport", "run_path"]

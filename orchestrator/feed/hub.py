@@ -128,6 +128,20 @@ class Subscription:
         self.pos += len(events)
         return events
 
+    def read_slices(self, limit: int) -> list[Event]:
+        """Like read(), but ending where a publish slice ends (unless one slice alone is longer than
+        `limit`): readers in step then read the same ranges, and share one batch frame per range."""
+        events = self.ring.read(self.pos, limit)
+        end = self.pos + len(events)
+        if events and end < self.ring.end and self.ring.at(end).get("_slice") == events[-1].get("_slice"):
+            cut = len(events)
+            while cut > 0 and events[cut - 1].get("_slice") == events[-1].get("_slice"):
+                cut -= 1
+            if cut:
+                events = events[:cut]
+        self.pos += len(events)
+        return events
+
     def rearm(self) -> None:
         """Skip to the newest event; the reader replays what it missed from history or the store."""
         if self.lagged:
@@ -173,6 +187,8 @@ class Hub:
         self._by_run: dict[tuple[Mode, str | None], set[Subscription]] = {}
         self.encoded: Fifo[int, bytes] = Fifo(max(256, 2 * capacity))
         self.rows: Fifo[str, Mapping[str, Any]] = Fifo(256)  # runs' immutable columns, by id
+        self.batches: Fifo[tuple[Any, ...], Any] = Fifo(64)  # batch frames by (scope, range): feed/stream.py
+        self.slices = 0  # publish calls so far: the events of one call form a slice
         # Aligned pages of stored events replayed by lagging readers, shared by all of them (stream.py).
         self.pages: Fifo[tuple[str | None, int], list[Event]] = Fifo(8)
         self._closed: anyio.Event | None = None
@@ -219,8 +235,10 @@ class Hub:
         touched: set[str] = set()
         finished: list[Event] = []
         now = time.time()
+        self.slices += 1
         for committed in events:
             event = cast(Event, committed)  # the rings add memo keys (encoded frames) to the same dict
+            event["_slice"] = self.slices
             self.published += 1
             event.setdefault("ts", now)
             run_id = event["run_id"]

@@ -133,8 +133,22 @@ class Feed:
         # A compact copy: orjson's result keeps slack behind it, and this one is kept a while.
         return bytes(memoryview(orjson.dumps(out)))
 
-    def stream(self, run_id: str | None, after: int | None, mode: Mode = "all") -> AsyncGenerator[list[Frame], None]:
-        return _Reader(self, run_id, after, mode).frames()
+    def stream(
+        self, run_id: str | None, after: int | None, mode: Mode = "all", *, batched: bool = False
+    ) -> AsyncGenerator[list[Frame], None]:
+        return _Reader(self, run_id, after, mode, batched=batched).frames()
+
+    def batch_frame(self, frames: list[Frame], *, per_run: bool, run_id: str | None) -> Frame:
+        """Consecutive event frames as ONE `batch` message (a JSON array of the events), built once per
+        scope and range and shared by every subscriber that delivers the same range."""
+        first, last = frames[0].cursor, frames[-1].cursor
+        key = (per_run, run_id, first, last)
+        found = self.hub.batches.get(key)
+        if found is None:
+            data = b"[" + b",".join(f.data for f in frames) + b"]"
+            found = make_frame(last, "batch", data)
+            self.hub.batches.put(key, found)
+        return found
 
 
 def _control(type_: str, run_id: str | None, **extra: Any) -> Frame:
@@ -172,8 +186,11 @@ def coalesce(events: list[Event]) -> list[Event]:
 
 
 class _Reader:
-    def __init__(self, feed: Feed, run_id: str | None, after: int | None, mode: Mode = "all") -> None:
+    def __init__(
+        self, feed: Feed, run_id: str | None, after: int | None, mode: Mode = "all", *, batched: bool = False
+    ) -> None:
         self.feed = feed
+        self.batched = batched and mode == "all"  # progress mode is coalesced already
         self.run_id = run_id
         self.mode: Mode = mode
         self.progress = mode == "progress"
@@ -220,7 +237,7 @@ class _Reader:
                     else:
                         replay = True
                     continue
-                events = sub.read(self.feed.batch)
+                events = sub.read_slices(self.feed.batch) if self.batched else sub.read(self.feed.batch)
                 if not events:
                     with anyio.move_on_after(self.feed.ping_s) as scope:
                         await sub.wait()
@@ -353,6 +370,7 @@ class _Reader:
 
     async def _deliver(self, events: list[Event]) -> list[Frame]:
         out: list[Frame] = []
+        slices: list[Any] = []  # the publish slice of each frame in `out`, for batching
         key, last = self.key, self.last
         per_run = self.run_id is not None
         memo = "_frame_run" if per_run else "_frame_all"
@@ -366,12 +384,22 @@ class _Reader:
             elif cursor <= last:
                 continue
             out.append(ev.get(memo) or await self.feed.frame(ev, per_run=per_run))
+            slices.append(ev.get("_slice"))
             last = max(last, cursor)
             if per_run and ev["type"] == "run.finished":
                 self.finished = True
                 break
         self.last = last
-        return out
+        if not self.batched or not out:
+            return out
+        # One frame per publish slice (or per stored page): subscribers in step share each of them.
+        batches: list[Frame] = []
+        start = 0
+        for i in range(1, len(out) + 1):
+            if i == len(out) or slices[i] != slices[start]:
+                batches.append(self.feed.batch_frame(out[start:i], per_run=per_run, run_id=self.run_id))
+                start = i
+        return batches
 
     def _shutdown(self, sub: Subscription) -> Frame:
         return _control("shutdown", self.run_id, after=self.last, reason=sub.reason or "shutdown")

@@ -6,7 +6,9 @@ protocol ping after feed_ping_s without events. Resume with `Last-Event-ID` (SSE
 Every event carries `ts`, the server's commit time (epoch seconds). `?mode=progress` on any of the four
 endpoints: the snapshot, then at most one `progress` per run per 100 ms (the newest state, with the
 newest seq/gseq it covers), then `run.finished`; no per-child events, and a resume starts from a fresh
-snapshot (see feed/stream.py).
+snapshot (see feed/stream.py). `?batch=1` (every-event mode): the events of one commit slice come as ONE
+message, `event: batch` whose data is a JSON array of the events (WebSocket: one text frame holding the
+array), its id the last cursor; the snapshot and control events stay single messages.
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def sse_bytes(frame: Frame) -> bytes:
     return frame.sse or sse_frame(frame.cursor, frame.type, frame.data)
 
 
+def _batched(request: web.Request) -> bool:
+    return (request.query.get("batch") or "").lower() in ("1", "true", "yes")
+
+
 def _mode(request: web.Request) -> Mode:
     raw = request.query.get("mode") or "all"
     if raw not in MODES:
@@ -142,7 +148,7 @@ async def _sse(request: web.Request, run_id: str | None) -> web.StreamResponse:
         nonlocal stuck
         try:
             await resp.write(b"retry: 1000\n\n")
-            async with aclosing(feed.stream(run_id, after, mode)) as frames:
+            async with aclosing(feed.stream(run_id, after, mode, batched=_batched(request))) as frames:
                 async for batch in frames:
                     data = b"".join(sse_bytes(f) for f in batch) if batch else b": ping\n\n"
                     with anyio.move_on_after(write_timeout) as scope:
@@ -186,7 +192,7 @@ async def _ws(request: web.Request, run_id: str | None) -> web.StreamResponse:
 
             tg.start_soon(reader)
             try:
-                async with aclosing(feed.stream(run_id, after, mode)) as frames:
+                async with aclosing(feed.stream(run_id, after, mode, batched=_batched(request))) as frames:
                     async for batch in frames:
                         with anyio.move_on_after(write_timeout) as scope:
                             if batch:
