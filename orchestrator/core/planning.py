@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.ids import fingerprint
+import orjson
+
+from orchestrator.ids import canonical_json, fingerprint
 
 RUNNABLE_TYPES = ("extract", "classifier", "split")
 # Engine/metrics versions: bump when a change makes earlier results or scores incomparable.
@@ -74,6 +77,72 @@ def validity_fingerprint(block_fp: str, inputs_fp: str, assertion: Any) -> str:
 def documents_fingerprint(documents: Sequence[Mapping[str, Any]]) -> str:
     """An experiment's document set: what its inputs are, in order (names and provenance aside)."""
     return fingerprint([d.get("handle_inputs", {}) for d in documents])
+
+
+def document_filename(handle_inputs: Mapping[str, Any], position: int) -> str:
+    """What a document is called: the first file input's name, else `document-N.json`."""
+    for payload in handle_inputs.values():
+        if isinstance(payload, dict) and isinstance(payload.get("document"), dict):
+            name = payload["document"].get("filename")
+            if name:
+                return str(name)
+    return f"document-{position + 1}.json"
+
+
+@dataclass(frozen=True)
+class DocumentSet:
+    """An experiment's documents, validated and encoded for the store: `chunks` are JSON arrays of
+    `[filename, handle_inputs, provenance]` rows, in position order, of at most CHUNK rows each (so that
+    neither side ever parses or holds the whole set as one value); `fingerprint` equals
+    documents_fingerprint."""
+
+    CHUNK = 2000
+
+    chunks: tuple[bytes, ...]
+    count: int
+    fingerprint: str
+    file_ids: frozenset[str]  # every file the documents name, to check they exist
+
+    @staticmethod
+    def of(documents: Iterable[Mapping[str, Any]]) -> DocumentSet:
+        builder = DocumentSetBuilder()
+        for d in documents:
+            builder.add(d.get("handle_inputs") or {}, d.get("provenance"))
+        return builder.done()
+
+
+class DocumentSetBuilder:
+    """Builds a DocumentSet one document at a time, holding only its encoded rows: a 100,000-document
+    experiment never exists as Python objects all at once (the request body is parsed as a stream)."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._rows = bytearray(b"[")
+        self._hash = hashlib.sha256(b"[")  # of canonical_json([handle_inputs, ...]), built piece by piece
+        self._files: set[str] = set()
+        self.count = 0
+
+    def add(self, handle_inputs: Mapping[str, Any], provenance: Any = None) -> None:
+        if self.count:
+            self._hash.update(b",")
+            if self.count % DocumentSet.CHUNK == 0:
+                self._chunks.append(bytes(self._rows + b"]"))
+                self._rows = bytearray(b"[")
+            else:
+                self._rows += b","
+        self._rows += orjson.dumps([document_filename(handle_inputs, self.count), handle_inputs, provenance])
+        self._hash.update(canonical_json(handle_inputs))
+        for payload in handle_inputs.values():
+            doc = payload.get("document") if isinstance(payload, dict) else None
+            if isinstance(doc, dict) and (doc.get("id") or doc.get("original_id")):
+                self._files.add(str(doc.get("id") or doc.get("original_id")))
+        self.count += 1
+
+    def done(self) -> DocumentSet:
+        self._hash.update(b"]")
+        if len(self._rows) > 1:  # rows since the last full chunk
+            self._chunks.append(bytes(self._rows + b"]"))
+        return DocumentSet(tuple(self._chunks), self.count, self._hash.hexdigest()[:16], frozenset(self._files))
 
 
 def metrics_validity_fingerprint(block_fp: str, documents_fp: str) -> str:

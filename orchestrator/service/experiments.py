@@ -16,6 +16,7 @@ from orchestrator.core.freshness import (
     plan_token_holds,
 )
 from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.core.planning import DocumentSet
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.ids import new_run_id
 from orchestrator.service.base import UseCase
@@ -53,22 +54,20 @@ class ExperimentService(UseCase):
     async def get(self, experiment_id: str) -> ExperimentView:
         return await self._view(await self._store.experiments.get(experiment_id))
 
-    async def create(self, body: rq.CreateExperiment) -> ExperimentView:
+    async def create(self, body: rq.CreateExperiment, documents: DocumentSet | None = None) -> ExperimentView:
+        """`documents`: the set already parsed from the request as a stream (else `body.documents`)."""
         await self._store.workflows.get_workflow(body.workflow_id)
         if body.source_experiment_id:
             src = await self._store.experiments.get(body.source_experiment_id)
             if src["workflow_id"] != body.workflow_id:
                 raise NotFound(f"Experiment {src['id']} not found in workflow {body.workflow_id}")
-            docs = [
-                {"handle_inputs": d["handle_inputs"], **({"provenance": d["provenance"]} if d["provenance"] else {})}
-                for d in await self._store.experiments.documents(src["id"])
-            ]
+            copied = DocumentSet.of(await self._store.experiments.documents(src["id"]))
             row = await self._store.experiments.create(
                 workflow_id=body.workflow_id,
                 block_id=src["block_id"],
                 name=src["name"] + " (Copy)",
                 n_consensus=src["n_consensus"],
-                documents=docs,
+                documents=copied,
             )
             return await self._view(row)
         block = await self._store.workflows.get_block(str(body.block_id), body.workflow_id)
@@ -78,21 +77,21 @@ class ExperimentService(UseCase):
                 code="block_type_unsupported",
                 details={"block_id": block["id"]},
             )
-        docs = await self._documents(body.documents, body.document_captures)
+        docs = await self._documents(documents, body.documents, body.document_captures)
         row = await self._store.experiments.create(
             workflow_id=body.workflow_id,
             block_id=block["id"],
             name=body.name or block["label"] or "Experiment",
             n_consensus=body.n_consensus or 3,
-            documents=docs,
+            documents=docs or DocumentSet.of([]),
         )
         return await self._view(row)
 
-    async def update(self, experiment_id: str, body: rq.UpdateExperiment) -> ExperimentView:
+    async def update(
+        self, experiment_id: str, body: rq.UpdateExperiment, documents: DocumentSet | None = None
+    ) -> ExperimentView:
         await self._store.experiments.get(experiment_id)
-        docs = None
-        if body.documents is not None or body.document_captures is not None:
-            docs = await self._documents(body.documents, body.document_captures)
+        docs = await self._documents(documents, body.documents, body.document_captures)
         row = await self._store.experiments.update(
             experiment_id, name=body.name, n_consensus=body.n_consensus, documents=docs
         )
@@ -188,17 +187,30 @@ class ExperimentService(UseCase):
 
     # -- helpers
     async def _documents(
-        self, documents: list[rq.ExperimentDocument] | None, captures: list[rq.DocumentCapture] | None
-    ) -> list[dict[str, Any]]:
+        self,
+        streamed: DocumentSet | None,
+        documents: list[rq.ExperimentDocument] | None,
+        captures: list[rq.DocumentCapture] | None,
+    ) -> DocumentSet | None:
+        """The document set to store (None: leave it as it is), every file it names checked to exist."""
         if captures:
             raise Unprocessable(
                 "document_captures need workflow runs, which this server does not record; "
                 "pass `documents` with explicit handle_inputs",
                 code="unsupported_capture",
             )
-        docs = [d.model_dump(mode="json", exclude_none=True) for d in documents or []]
-        for d in docs:
-            await self._require_files(d.get("handle_inputs", {}))
+        docs = streamed
+        if docs is None and documents is not None:
+            docs = DocumentSet.of(d.model_dump(mode="json", exclude_none=True) for d in documents)
+        for file_id in sorted(docs.file_ids if docs else ()):
+            try:
+                await self._store.files.get(file_id)
+            except NotFound as exc:
+                raise Unprocessable(
+                    f"A document refers to unknown file {file_id}",
+                    code="file_not_found",
+                    details={"file_id": file_id},
+                ) from exc
         return docs
 
     async def _view(self, exp: Row) -> ExperimentView:

@@ -18,6 +18,7 @@ from orchestrator.store.records import (
     ChildFinish,
     ChildStart,
     ClaimedChild,
+    Documents,
     FeedEvent,
     FileQuery,
     Page,
@@ -90,12 +91,12 @@ class CheckRepo(Protocol):
 
 class ExperimentRepo(Protocol):
     async def create(
-        self, *, workflow_id: str, block_id: str, name: str, n_consensus: int, documents: list[dict[str, Any]]
+        self, *, workflow_id: str, block_id: str, name: str, n_consensus: int, documents: Documents
     ) -> Row: ...
     async def get(self, experiment_id: str) -> Row: ...
     async def list_page(self, workflow_id: str, req: PageRequest, *, block_id: str | None) -> Page[Row]: ...
     async def update(
-        self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: list[dict[str, Any]] | None
+        self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: Documents | None
     ) -> Row: ...
     async def delete(self, experiment_id: str) -> None: ...
     async def documents(self, experiment_id: str) -> list[Row]: ...

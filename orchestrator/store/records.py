@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, NamedTuple, NotRequired, Protocol, TypedDict, TypeVar
 
+from orchestrator.core.planning import DocumentSet
+
 Row = dict[str, Any]
 Record = Mapping[str, Any]  # any stored row or typed record, read-only (what renderers take)
 T = TypeVar("T")
@@ -29,6 +31,11 @@ class Page(Generic[T]):
     rows: list[T]
     before: str | None
     after: str | None
+
+
+# An experiment's documents as a store takes them: a validated, encoded set (what the API builds while it
+# parses a request), or plain `{"handle_inputs", "provenance"}` mappings (tests, tools).
+Documents = DocumentSet | Sequence[Mapping[str, Any]]
 
 
 @dataclass(frozen=True)

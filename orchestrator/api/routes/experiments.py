@@ -19,6 +19,7 @@ from orchestrator.api.http import (
     run_filters,
 )
 from orchestrator.api.keys import services as svc
+from orchestrator.api.streamed import parse_with_documents
 from orchestrator.errors import Unprocessable
 from orchestrator.service.experiments import ExperimentView
 from orchestrator.service.metrics import MetricsQuery, View
@@ -116,8 +117,9 @@ async def list_experiments(request: web.Request) -> web.Response:
 
 
 async def create_experiment(request: web.Request) -> web.Response:
-    body = await parse_body(request, rq.CreateExperiment)
-    return json_response(_experiment(await svc(request).experiments.create(body)), 201)
+    s = svc(request)
+    body, documents = await parse_with_documents(request, rq.CreateExperiment, s.settings.max_body_bytes)
+    return json_response(_experiment(await s.experiments.create(body, documents)), 201)
 
 
 async def get_experiment(request: web.Request) -> web.Response:
@@ -125,8 +127,9 @@ async def get_experiment(request: web.Request) -> web.Response:
 
 
 async def update_experiment(request: web.Request) -> web.Response:
-    body = await parse_body(request, rq.UpdateExperiment)
-    view = await svc(request).experiments.update(request.match_info["experiment_id"], body)
+    s = svc(request)
+    body, documents = await parse_with_documents(request, rq.UpdateExperiment, s.settings.max_body_bytes)
+    view = await s.experiments.update(request.match_info["experiment_id"], body, documents)
     return json_response(_experiment(view))
 
 

@@ -5,22 +5,14 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from orchestrator.core import planning
+from orchestrator.core.planning import DocumentSet
+from orchestrator.core.planning import document_filename as document_filename  # used by other stores
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.store.records import Page, PageRequest, Row
+from orchestrator.store.records import Documents, Page, PageRequest, Row
 from orchestrator.store.sqlite.db import Database, one
-from orchestrator.store.sqlite.jsoncol import dumps, loads
+from orchestrator.store.sqlite.jsoncol import loads
 from orchestrator.store.sqlite.paging import Where, page
-
-
-def document_filename(handle_inputs: dict[str, Any], position: int) -> str:
-    for payload in handle_inputs.values():
-        if isinstance(payload, dict) and isinstance(payload.get("document"), dict):
-            name = payload["document"].get("filename")
-            if name:
-                return str(name)
-    return f"document-{position + 1}.json"
 
 
 def _get(conn: sqlite3.Connection, experiment_id: str) -> Row:
@@ -30,26 +22,20 @@ def _get(conn: sqlite3.Connection, experiment_id: str) -> Row:
     return row
 
 
-def _insert_documents(conn: sqlite3.Connection, experiment_id: str, documents: list[dict[str, Any]]) -> None:
-    # One statement over a JSON array, whatever the number of documents (see db.py).
-    rows = dumps(
-        [
-            [
-                new_id("expdoc"),
-                i,
-                document_filename(d.get("handle_inputs", {}), i),
-                dumps(d.get("handle_inputs", {})),
-                dumps(d.get("provenance")),
-            ]
-            for i, d in enumerate(documents)
-        ]
-    )
-    conn.execute(
-        "INSERT INTO experiment_documents(id, experiment_id, position, filename, handle_inputs_json,"
-        " provenance_json) SELECT j.value ->> 0, ?, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4"
-        " FROM json_each(?) AS j",
-        (experiment_id, rows),
-    )
+def _insert_documents(conn: sqlite3.Connection, experiment_id: str, documents: DocumentSet) -> None:
+    # One statement per chunk of the set's rows, however many documents (see db.py).
+    position = 0
+    for chunk in documents.chunks:
+        position += conn.execute(
+            "INSERT INTO experiment_documents(id, experiment_id, position, filename, handle_inputs_json,"
+            " provenance_json) SELECT 'expdoc_' || lower(hex(randomblob(9))), ?, ? + j.key, j.value ->> 0,"
+            " j.value -> 1, nullif(j.value -> 2, 'null') FROM json_each(?) AS j",
+            (experiment_id, position, chunk.decode()),
+        ).rowcount
+
+
+def _document_set(documents: Documents) -> DocumentSet:
+    return documents if isinstance(documents, DocumentSet) else DocumentSet.of(documents)
 
 
 class ExperimentStore:
@@ -57,19 +43,19 @@ class ExperimentStore:
         self.db = db
 
     async def create(
-        self, *, workflow_id: str, block_id: str, name: str, n_consensus: int, documents: list[dict[str, Any]]
+        self, *, workflow_id: str, block_id: str, name: str, n_consensus: int, documents: Documents
     ) -> Row:
         eid = new_id("exp")
         ts = now_iso()
-        dfp = planning.documents_fingerprint(documents)
+        docs = _document_set(documents)
 
         def tx(conn: sqlite3.Connection) -> Row:
             conn.execute(
                 "INSERT INTO experiments(id, workflow_id, block_id, name, n_consensus, document_count,"
                 " documents_fingerprint, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                (eid, workflow_id, block_id, name, n_consensus, len(documents), dfp, ts, ts),
+                (eid, workflow_id, block_id, name, n_consensus, docs.count, docs.fingerprint, ts, ts),
             )
-            _insert_documents(conn, eid, documents)
+            _insert_documents(conn, eid, docs)
             return _get(conn, eid)
 
         return await self.db.write(tx)
@@ -84,16 +70,17 @@ class ExperimentStore:
         return await page(self.db, "experiments", Where().eq("workflow_id", workflow_id).eq("block_id", block_id), req)
 
     async def update(
-        self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: list[dict[str, Any]] | None
+        self, experiment_id: str, *, name: str | None, n_consensus: int | None, documents: Documents | None
     ) -> Row:
         sets: dict[str, Any] = {}
         if name is not None:
             sets["name"] = name
         if n_consensus is not None:
             sets["n_consensus"] = n_consensus
-        if documents is not None:
-            sets["document_count"] = len(documents)
-            sets["documents_fingerprint"] = planning.documents_fingerprint(documents)
+        docs = _document_set(documents) if documents is not None else None
+        if docs is not None:
+            sets["document_count"] = docs.count
+            sets["documents_fingerprint"] = docs.fingerprint
 
         def tx(conn: sqlite3.Connection) -> Row:
             _get(conn, experiment_id)
@@ -102,9 +89,9 @@ class ExperimentStore:
             cols = ", ".join(f"{k} = ?" for k in sets)
             sql = f"UPDATE experiments SET {cols}, updated_at = ? WHERE id = ?"
             conn.execute(sql, (*sets.values(), now_iso(), experiment_id))
-            if documents is not None:
+            if docs is not None:
                 conn.execute("DELETE FROM experiment_documents WHERE experiment_id = ?", (experiment_id,))
-                _insert_documents(conn, experiment_id, documents)
+                _insert_documents(conn, experiment_id, docs)
             return _get(conn, experiment_id)
 
         return await self.db.write(tx)
