@@ -16,7 +16,12 @@ def _opt(default: Any, help: str, env: str | None = None, flag: str | None = Non
 class Settings:
     host: str = _opt("127.0.0.1", "address to listen on", "ORCHESTRATOR_HOST")
     port: int = _opt(8000, "port to listen on (0 = any free port)", "ORCHESTRATOR_PORT")
-    db: str = _opt("./orchestrator.db", "SQLite database file", "ORCHESTRATOR_DB")
+    db: str = _opt(
+        "./orchestrator.db",
+        "the store: a SQLite database file (one machine), or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        " (API nodes and workers on any number of machines)",
+        "ORCHESTRATOR_DB",
+    )
     api_key: str = _opt(
         "", "API key(s), comma-separated; empty = a random key kept beside the database", "ORCHESTRATOR_API_KEY"
     )

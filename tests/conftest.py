@@ -1,8 +1,10 @@
-"""Shared fixtures: an in-process app on real SQLite in tmp_path, and helpers that wait on conditions."""
+"""Shared fixtures: an in-process app on real SQLite in tmp_path (or a fresh PostgreSQL database), a
+throwaway PostgreSQL cluster for the session, and helpers that wait on conditions."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from orchestrator.api.app import create_app
 from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.demo import MINIMAL_INVOICE_SCHEMA
 from orchestrator.settings import Settings
+from tests.pg_cluster import Cluster, start_cluster
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -31,6 +34,30 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the whole session, started on first use (tests/pg_cluster.py).
+    Skips where PostgreSQL is not installed (scripts/test installs it), unless CI demands it."""
+    try:
+        cluster = start_cluster()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL for the tests: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh database holding the current schema, for one test; dropped after it."""
+    url = pg_cluster.create_database()
+    yield url
+    pg_cluster.drop_database(url.rsplit("/", 1)[1])
 
 
 class Api:
@@ -107,13 +134,33 @@ class Api:
 AppFactory = Callable[..., Awaitable[Api]]
 
 
+STORE_KINDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that builds an app runs on both stores, unless marked `@pytest.mark.stores("sqlite")`
+    (a test that reads the SQLite file itself, or restarts a process around it)."""
+    if "store_kind" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("stores")
+        metafunc.parametrize("store_kind", marker.args if marker else STORE_KINDS)
+
+
 @pytest.fixture
-async def make_api(tmp_path: Path) -> AsyncIterator[AppFactory]:
-    """`api = await make_api(**settings_overrides)`; several apps may share one database path in sequence."""
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, store_kind: str) -> str:
+    """The `--db` of this test's store: a SQLite file in tmp_path, or a fresh PostgreSQL database."""
+    if store_kind == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return str(tmp_path / "test.db")
+
+
+@pytest.fixture
+async def make_api(tmp_path: Path, db_url: str) -> AsyncIterator[AppFactory]:
+    """`api = await make_api(**settings_overrides)`; several apps may share one database in sequence."""
     clients: list[TestClient[Any, Any]] = []
 
     async def factory(**overrides: Any) -> Api:
-        app = create_app(make_settings(tmp_path, **overrides))
+        app = create_app(make_settings(tmp_path, **{"db": db_url, **overrides}))
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)

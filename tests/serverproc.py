@@ -60,7 +60,7 @@ class ServerProcess:
     base_url: str
     api_key: str
     stdout: list[str]
-    db: Path
+    db: Path | str  # a SQLite file, or a postgresql:// URL
     stderr_path: Path
     _drain: threading.Thread | None = field(default=None, repr=False)
 
@@ -135,7 +135,7 @@ def _tail(path: Path) -> str:
 
 
 def start_server(
-    db: Path,
+    db: Path | str,
     *,
     api_key: str = DEFAULT_KEY,
     demo: bool = False,
@@ -149,12 +149,15 @@ def start_server(
 ) -> ServerProcess:
     """Start `serve` on `db` (127.0.0.1, `port` 0 = any free one) and return once it listens.
 
-    `env` replaces the whole environment (default: `clean_env()`); stderr is appended to `stderr`
-    (default: `server.stderr` next to the database); `cwd` defaults to the repository root.
+    `db` is a SQLite file or a postgresql:// URL. `env` replaces the whole environment (default:
+    `clean_env()`); stderr is appended to `stderr` (default: `server.stderr` next to a SQLite database;
+    required with a URL); `cwd` defaults to the repository root.
     """
     cmd = [sys.executable, *module, "serve", "--host", "127.0.0.1", "--port", str(port), "--db", str(db)]
     cmd += ["--api-key", api_key, *([] if demo else ["--no-demo"]), *extra]
-    log = stderr or db.parent / "server.stderr"
+    if stderr is None and not isinstance(db, Path):
+        raise ValueError("start_server(db=URL) needs stderr=PATH")
+    log = stderr or Path(db).parent / "server.stderr"
     with log.open("a") as err:
         proc = subprocess.Popen(
             cmd,

@@ -47,6 +47,8 @@ def resolve_url(flag: str | None, environ: Mapping[str, str]) -> str:
 def key_file_path(environ: Mapping[str, str], cwd: Path) -> Path:
     """Where `orchestrator serve` keeps the key it generated: beside its database."""
     db = environ.get("ORCHESTRATOR_DB") or "./orchestrator.db"
+    if db.startswith(("postgresql://", "postgres://")):
+        db = "./orchestrator.db"  # a PostgreSQL store has no key file: its nodes are given the key
     path = Path(db + ".key")
     return path if path.is_absolute() else cwd / path
 

@@ -1,4 +1,5 @@
-"""Command line: `serve`, `worker`, and the client commands `run`, `watch`, `runs`, `workflows`, `import`."""
+"""Command line: `serve`, `worker`, `migrate`, and the client commands `run`, `watch`, `runs`, `workflows`,
+`import`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 from orchestrator import settings as settings_mod
 from orchestrator.cli import args as cli_args
+from orchestrator.cli import migrate as cli_migrate
 from orchestrator.errors import OrchestratorError
 
 
@@ -24,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         " --models, --max-concurrency …). Stops on SIGTERM/SIGINT after committing what finished.",
     )
     settings_mod.add_arguments(worker_p)
+    cli_migrate.add_parser(sub)
     cli_args.add_client_parsers(sub)
     return parser
 
@@ -55,4 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, OrchestratorError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    if args.command == "migrate":
+        return cli_migrate.migrate(args)
     return cli_args.dispatch(args)

@@ -31,9 +31,14 @@ STOP_TIMEOUT_S = 30.0
 LiveServer = ServerProcess  # the name the e2e tests import
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = start_server(tmp_path_factory.mktemp("live") / "live.db", api_key=API_KEY, start_timeout=START_TIMEOUT_S)
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def live_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real server on each store: a SQLite file, and a database of the session's PostgreSQL cluster."""
+    folder = tmp_path_factory.mktemp("live")
+    db: Path | str = folder / "live.db"
+    if request.param == "postgres":
+        db = request.getfixturevalue("pg_cluster").create_database()
+    server = start_server(db, api_key=API_KEY, start_timeout=START_TIMEOUT_S, stderr=folder / "server.stderr")
     try:
         yield server
     finally:

@@ -33,12 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-async def feed_api(tmp_path: Path) -> AsyncIterator[FeedFactory]:
-    """Like make_api, with `app.on_shutdown` closing the feeds (added if create_app does not do it)."""
+async def feed_api(tmp_path: Path, db_url: str) -> AsyncIterator[FeedFactory]:
+    """Like make_api (on both stores), with `app.on_shutdown` closing the feeds (added if create_app does not)."""
     clients: list[TestClient[Any, Any]] = []
 
     async def factory(**overrides: Any) -> Api:
-        app = create_app(make_settings(tmp_path, **overrides))
+        app = create_app(make_settings(tmp_path, **{"db": db_url, **overrides}))
         if feed.on_shutdown not in app.on_shutdown:
             app.on_shutdown.append(feed.on_shutdown)
         client: TestClient[Any, Any] = TestClient(TestServer(app))

@@ -33,6 +33,7 @@ async def _in_use(s: Services[Scheduler]) -> int:
     return s.scheduler.limiter.in_use
 
 
+@pytest.mark.stores("sqlite")  # reads or writes the SQLite file directly
 @pytest.mark.parametrize("kind", ["eval", "experiment"])
 async def test_cancel_mid_run_leaves_nothing_open(make_api: AppFactory, kind: str) -> None:
     api = await make_api(max_concurrency=8)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tracemalloc
 from typing import Any
 
+import pytest
+
 from orchestrator.core import metrics
 from orchestrator.core.consensus import reduce_passes
 from orchestrator.service import metrics as routes
@@ -86,6 +88,7 @@ async def test_metrics_pages_agree_with_a_whole_computation(make_api: AppFactory
     assert len(by_target["documents"]) == 23
 
 
+@pytest.mark.stores("sqlite")  # reads or writes the SQLite file directly
 async def test_a_50000_document_summary_is_streamed(make_api: AppFactory) -> None:
     docs = 50_000
     api = await make_api()

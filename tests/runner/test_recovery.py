@@ -13,6 +13,7 @@ import aiohttp
 import anyio
 import pytest
 
+from orchestrator.store import open_store
 from orchestrator.store.records import ChildStart
 from orchestrator.store.sqlite import SqliteStore
 from tests.conftest import INVOICE_SCHEMA, AppFactory
@@ -31,6 +32,7 @@ from tests.serverproc import ServerProcess, start_server
 from tests.sqlite_util import db_of
 
 
+@pytest.mark.stores("sqlite")  # reads or writes the SQLite file directly
 async def test_a_stopped_server_resumes_its_runs_and_counts_each_result_once(make_api: AppFactory) -> None:
     api = await make_api(max_concurrency=2)
     wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
@@ -72,7 +74,7 @@ async def test_finished_children_are_committed_at_shutdown(make_api: AppFactory)
     assert (await get_run(api, run["id"]))["counts"]["lifecycle_counts"]["completed"] == 0  # not committed yet
     db_path = services(api).settings.db
     await api.client.close()
-    store = SqliteStore(db_path)
+    store = open_store(db_path)
     await store.open()
     try:
         row = await store.runs.get(run["id"])
@@ -82,6 +84,7 @@ async def test_finished_children_are_committed_at_shutdown(make_api: AppFactory)
         await store.close()
 
 
+@pytest.mark.stores("sqlite")  # reads or writes the SQLite file directly
 @pytest.mark.parametrize("state", ["pending", "all-committed"])
 async def test_open_runs_left_by_a_previous_process_end_at_start_up(make_api: AppFactory, state: str) -> None:
     api = await make_api()

@@ -2,6 +2,7 @@
 
 `STORES` names the implementations and how to open a fresh, empty one; a new store joins the suite by
 adding itself here. Each store is opened with a recording broker, so tests can check what was published.
+PostgreSQL gets a fresh database of the session's throwaway cluster (tests/pg_cluster.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from orchestrator.store import Store
+from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.records import FeedEvent
 from orchestrator.store.sqlite import SqliteStore
 
@@ -27,11 +29,18 @@ class RecordingBroker:
         self.events.extend(events)
 
 
-async def _sqlite(tmp_path: Path, broker: RecordingBroker) -> Store:
+async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path, broker: RecordingBroker) -> Store:
     return SqliteStore(str(tmp_path / "store.db"), broker)
 
 
-STORES: dict[str, Callable[[Path, RecordingBroker], Awaitable[Store]]] = {"sqlite": _sqlite}
+async def _postgres(request: pytest.FixtureRequest, tmp_path: Path, broker: RecordingBroker) -> Store:
+    return PostgresStore(request.getfixturevalue("pg_url"), broker)
+
+
+STORES: dict[str, Callable[[pytest.FixtureRequest, Path, RecordingBroker], Awaitable[Store]]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def broker() -> RecordingBroker:
 
 @pytest.fixture(params=sorted(STORES))
 async def store(request: pytest.FixtureRequest, tmp_path: Path, broker: RecordingBroker) -> AsyncIterator[Store]:
-    s = await STORES[request.param](tmp_path, broker)
+    s = await STORES[request.param](request, tmp_path, broker)
     await s.open()
     try:
         yield s
