@@ -69,3 +69,10 @@ class StoreError(OrchestratorError):
 
     status = 500
     code = "store_error"
+
+
+class NotImplementedRoute(OrchestratorError):
+    """A route of the Retab API this server does not serve (README, "Not served")."""
+
+    status = 501
+    code = "not_implemented"

@@ -49,6 +49,7 @@ export async function request(method, path, params, body) {
 
 export const get = (path, params) => request("GET", path, params);
 export const post = (path, body) => request("POST", path, null, body ?? {});
+export const patch = (path, body) => request("PATCH", path, null, body ?? {});
 
 export async function session() {
   try {

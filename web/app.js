@@ -1,10 +1,11 @@
-// Entry point: sign-in check, hash routing (#/runs, #/runs/{id}[/results/{child}]), connection badge.
+// Entry point: sign-in check, hash routing (#/runs, #/new, #/runs/{id}[/results/{child}]), connection badge.
 
 import { auth, session } from "./api.js";
 import { h, replace, setText } from "./dom.js";
 import { connection, debug } from "./feed.js";
 import { runView } from "./run.js";
 import { runsView } from "./runs.js";
+import { startView } from "./start.js";
 
 const main = document.getElementById("main");
 let current = null;
@@ -17,6 +18,7 @@ export function parseRoute(hash) {
   const params = new URLSearchParams(qs ?? "");
   if (parts[0] === "signin-failed") return { view: "signin", failed: true, params };
   if (parts[0] === "runs" && parts[1]) return { view: "run", runId: parts[1], childId: parts[2] === "results" ? parts[3] ?? null : null, params };
+  if (parts[0] === "new") return { view: "new", params };
   return { view: "runs", params };
 }
 
@@ -33,7 +35,7 @@ function route() {
   }
   current?.dispose();
   document.title = "orchestrator";
-  current = r.view === "run" ? runView(main, r) : runsView(main, r);
+  current = r.view === "run" ? runView(main, r) : r.view === "new" ? startView(main, r) : runsView(main, r);
   main.focus({ preventScroll: true });
 }
 
@@ -46,12 +48,12 @@ function showSignIn(failed) {
     h("div", { class: "card signin-card" },
       h("h1", { id: "signin-title" }, failed ? "That sign-in link is not valid" : "Sign in to this server"),
       h("p", {}, failed
-        ? "The link was made by an earlier start of the server, or was mistyped. Each start of the server prints a new one."
-        : "This page shows live progress of the runs on this server. It needs the one-time sign-in link that the server printed when it started."),
+        ? "The link was mistyped, or made with a secret the server no longer has (the file orchestrator.db.secret beside the database was deleted, or, without that file, the API key changed). The server prints its current link at every start."
+        : "This page shows live progress of the runs on this server, and starts new ones. It needs the sign-in link the server prints when it starts. The link is not one-time: it signs in any browser until the server's secret is rotated, so keep it private."),
       h("ol", {},
         h("li", {}, "Find the terminal where ", h("code", {}, "orchestrator serve"), " (or ", h("code", {}, "python -m orchestrator serve"), ") is running."),
         h("li", {}, "Open the link on the line ", h("code", {}, "Open in a browser: http://HOST:PORT/?token=…"), ".")),
-      h("p", { class: "muted" }, "The link signs this browser in with a cookie that only this server can read and removes the token from the address bar. Programs use the API key instead (Authorization: Bearer …)."))));
+      h("p", { class: "muted" }, "The link signs this browser in with a cookie signed by the server's secret (it stays valid across restarts, for 30 days) and removes the token from the address bar. Programs use the API key instead (Authorization: Bearer …)."))));
 }
 
 function paintConnection() {

@@ -10,6 +10,7 @@ import { Feed, connection } from "./feed.js";
 import { clock, duration, num, pct, rate } from "./fmt.js";
 import { durationMs, finished, isOpen, mergeRun, runPath, scoreOf, status, total, workflowName } from "./model.js";
 import { resultsTable } from "./results.js";
+import { rerunControl } from "./start.js";
 import { Throughput, averageRate } from "./throughput.js";
 import { kindOf } from "./vocab.js";
 import { badge, kindBadge, stat } from "./widgets.js";
@@ -28,6 +29,7 @@ export function runView(root, route) {
     schedule();
     await loadRun();
   }, (err) => showMessage(`Cancel failed: ${err.message}`, "error"));
+  const rerun = rerunControl((err) => showMessage(`Could not start it again: ${err.message}`, "error"));
   const meta = h("dl", { class: "meta" });
   const bar = progressBar("lg");
   const leg = legend();
@@ -52,7 +54,7 @@ export function runView(root, route) {
     h("div", { class: "view-head run-head" },
       h("div", { class: "title-block" }, h("div", { class: "title-line" }, kindBadge(kind), title, statusSlot),
         h("div", { class: "subtle mono" }, runId, " ", copyButton(runId, "Copy run id"))),
-      cancel.el),
+      h("div", { class: "head-actions" }, cancel.el, rerun.el)),
     message,
     h("section", { class: "card progress-card", "aria-label": "Progress" },
       bar.el, leg.el,
@@ -101,6 +103,7 @@ export function runView(root, route) {
     if (st === "error") showMessage(`Run failed: ${run.lifecycle?.message ?? "(no message)"}`, "error");
     else if (st === "cancelled") showMessage(`Cancelled${run.lifecycle?.reason ? `: ${run.lifecycle.reason}` : ""}.`, "muted");
     cancel.update(run);
+    rerun.update(run);
     paintMeta();
   };
   const schedule = frameScheduler(paint, 100);

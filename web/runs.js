@@ -40,7 +40,8 @@ export function runsView(root, route) {
   const pageLabel = h("span", { class: "muted" });
 
   const view = h("section", { class: "view", "aria-labelledby": "runs-title" },
-    h("div", { class: "view-head" }, h("h1", { id: "runs-title" }, "Runs"), count),
+    h("div", { class: "view-head" }, h("h1", { id: "runs-title" }, "Runs"), count,
+      h("a", { href: "#/new", class: "btn primary head-action" }, "New run")),
     h("form", { class: "filters", role: "search", "aria-label": "Filter runs", onsubmit: (e) => e.preventDefault() },
       kindSel, statusSel, wfSel, clearBtn),
     h("div", { class: "table-wrap" },
@@ -112,7 +113,7 @@ export function runsView(root, route) {
     if (!list.length) {
       replace(tbody, emptyRow(8, filters.kind || filters.status || filters.workflow
         ? "No run matches these filters."
-        : "No runs yet. Create one with the SDK, e.g. client.workflows.evals.runs.create(workflow_id=…); it appears here at once."));
+        : "No runs yet. Start one with New run, or with the SDK (client.workflows.evals.runs.create(workflow_id=…)): it appears here at once."));
     } else {
       replace(tbody, list.map((run) => makeRow(run)));
     }

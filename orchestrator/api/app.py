@@ -13,9 +13,9 @@ from orchestrator.api import openapi
 from orchestrator.api.http import json_response
 from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS, services
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
-from orchestrator.api.routes import checks, experiments, feed, files, runs, workflows
+from orchestrator.api.routes import checks, consensus, experiments, feed, files, runs, unserved, workflows
 from orchestrator.api.routes import web as web_routes
-from orchestrator.api.sessions import Sessions
+from orchestrator.api.sessions import Sessions, session_secret
 from orchestrator.engines.router import EngineRouter
 from orchestrator.feed.hub import Hub
 from orchestrator.feed.tail import FeedTail
@@ -38,8 +38,8 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 async def engines(request: web.Request) -> web.Response:
     """The engine routes in force and the limits every pass runs under."""
-    described, limits = services(request).engines()
-    return json_response(render.engines(described, limits))
+    described, limits, simulated = services(request).engines()
+    return json_response(render.engines(described, limits, simulated))
 
 
 async def workers(request: web.Request) -> web.Response:
@@ -63,12 +63,15 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         client_max_size=settings.max_body_bytes, middlewares=[envelope_middleware, auth_middleware(keys)]
     )
     app[SETTINGS] = settings
-    app[SESSIONS] = Sessions(keys[0])
+    app[SESSIONS] = Sessions(keys[0], session_secret(settings))
     app[HUB] = hub = Hub(settings.feed_buffer)
     # Static segments first: /workflows/evals/runs (runs) before /workflows/evals/{id} (checks) before
-    # /workflows/{id} (workflows, last).
+    # /workflows/{id} (workflows, last). The SDK routes not served come first of all: several would
+    # otherwise match a served route's path parameter (/workflows/runs as the workflow "runs").
     for table in (
+        unserved.routes,
         extra,
+        consensus.routes,
         runs.routes,
         experiments.routes,
         checks.routes,

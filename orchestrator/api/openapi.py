@@ -32,6 +32,7 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/workflows/experiments"): rq.CreateExperiment,
     ("PATCH", "/v1/workflows/experiments/{experiment_id}"): rq.UpdateExperiment,
     ("POST", "/v1/workflows/experiments/runs"): rq.CreateExperimentRun,
+    ("POST", "/v1/consensus"): rq.CreateConsensus,
 }
 
 
@@ -50,6 +51,8 @@ def build(app: web.Application) -> dict[str, Any]:
         if not path or not str(path).startswith("/v1") or route.method == "HEAD":
             continue
         handler = getattr(route.handler, "func", route.handler)  # a functools.partial: its function
+        if getattr(handler, "unserved", False):  # the SDK routes answered with 501: not this API's
+            continue
         op: dict[str, Any] = {
             # One handler can serve both dialects (evals, tests): (method, path) is what is unique.
             "operationId": route.method.lower() + "_" + re.sub(r"[^0-9A-Za-z]+", "_", str(path)).strip("_"),

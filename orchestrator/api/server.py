@@ -17,6 +17,7 @@ from orchestrator.settings import Settings
 class Started:
     settings: Settings  # with the port actually bound (`--port 0` picks a free one)
     login_token: str | None  # for the browser's sign-in URL
+    simulated_models: tuple[str, ...] = ()  # model-name patterns the simulated engine answers for
 
 
 @asynccontextmanager
@@ -33,6 +34,10 @@ async def running(settings: Settings) -> AsyncIterator[Started]:
             from orchestrator.demo import ensure_demo
 
             await ensure_demo(app[SERVICES])
-        yield Started(settings.replace(port=port), app[SESSIONS].create_login_token())
+        yield Started(
+            settings.replace(port=port),
+            app[SESSIONS].create_login_token(),
+            tuple(app[SERVICES].router.simulated_models()),
+        )
     finally:
         await runner.cleanup()

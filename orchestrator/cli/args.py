@@ -79,6 +79,19 @@ def add_client_parsers(sub: Any) -> None:
     add_connection_args(wf_p)
     wf_p.set_defaults(handler="orchestrator.cli.run:cmd_workflows")
 
+    con = sub.add_parser(
+        "consensus",
+        help="reconcile JSON objects into one (POST /v1/consensus)",
+        description="Reconcile several JSON objects (e.g. the outputs of repeated extractions) with the server's"
+        " consensus engine; print the reconciled object and the fields the inputs agreed on least.",
+    )
+    con.add_argument("files", nargs="+", metavar="FILE.json", help="one JSON object per file (at least 2)")
+    con.add_argument("--schema", help="a JSON schema file: its property order and types guide the vote")
+    con.add_argument("--least", type=int, default=5, help="how many least-agreed fields to list (default 5)")
+    con.add_argument("--json", action="store_true", help="print the server's ReconciliationResult as JSON")
+    add_connection_args(con)
+    con.set_defaults(handler="orchestrator.cli.consensus:cmd_consensus")
+
     imp = sub.add_parser(
         "import",
         help="create or update a workflow, its evals and experiments from a YAML file",

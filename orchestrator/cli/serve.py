@@ -15,6 +15,9 @@ def ensure_key(settings: Settings) -> Settings:
     """No key given: create a random one on first start and keep it beside the database."""
     if settings.api_keys:
         return settings
+    if settings.db.startswith(("postgresql://", "postgres://")):
+        # Every API node of a PostgreSQL store must accept the same key: a key file on one machine won't do.
+        raise ValueError("a PostgreSQL store needs --api-key (or ORCHESTRATOR_API_KEY), the same on every node")
     key_file = Path(settings.db + ".key") if settings.db != ":memory:" else None
     if key_file and key_file.exists():
         key = key_file.read_text().strip()
@@ -27,6 +30,14 @@ def ensure_key(settings: Settings) -> Settings:
     return settings.replace(api_key=key)
 
 
+def _link_note(settings: Settings) -> str:
+    from orchestrator.api.sessions import secret_file
+
+    path = secret_file(settings)
+    until = f"{path.name} is deleted" if path else "the first API key changes"
+    return f"(reusable, from any browser, until {until}: keep it private; signed-in tabs survive restarts)"
+
+
 async def serve(settings: Settings) -> None:
     from orchestrator.api.server import running
 
@@ -36,6 +47,10 @@ async def serve(settings: Settings) -> None:
         print(f"API key: {settings.api_keys[0]}", flush=True)
         if started.login_token:
             print(f"Open in a browser: {bound.base_url}/?token={started.login_token}", flush=True)
+            print(f"  {_link_note(settings)}", flush=True)
+        if started.simulated_models:
+            models = ", ".join(started.simulated_models)
+            print(f"Simulated engine (deterministic rules, no language model) answers for: {models}", flush=True)
         print(f"SDK: RETAB_API_BASE_URL={bound.base_url} RETAB_API_KEY={settings.api_keys[0]}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

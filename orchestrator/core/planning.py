@@ -145,8 +145,11 @@ class DocumentSetBuilder:
         return DocumentSet(tuple(self._chunks), self.count, self._hash.hexdigest()[:16], frozenset(self._files))
 
 
-def metrics_validity_fingerprint(block_fp: str, documents_fp: str) -> str:
-    return fingerprint([block_fp, documents_fp, METRICS_VERSION])
+def metrics_validity_fingerprint(block_fp: str, documents_fp: str, n_consensus: int | None = None) -> str:
+    """What an experiment run's scores depend on: config, documents, passes (when given), metrics version."""
+    if n_consensus is None:
+        return fingerprint([block_fp, documents_fp, METRICS_VERSION])
+    return fingerprint([block_fp, documents_fp, METRICS_VERSION, n_consensus])
 
 
 def check_fingerprints(block: Mapping[str, Any], source: Mapping[str, Any] | None, assertion: Any) -> dict[str, str]:
@@ -216,6 +219,14 @@ def run_fingerprints(
 ) -> dict[str, str]:
     """What decides whether an eval/test run's verdicts still hold: the inputs of its checks, their
     assertions, and the executable config of the block (one block's scope) or blocks (a workflow's)."""
+    if len(checks) == 1 and block_id and block_id in blocks and checks[0]["block_id"] == block_id:
+        # One check: exactly the check's own fingerprints, so the run and its eval agree (spec §3.6).
+        fps_one = check_fingerprints(blocks[block_id], checks[0].get("source"), checks[0].get("assertion"))
+        return {
+            "input_fingerprint": fps_one["handle_inputs_fingerprint"],
+            "block_execution_fingerprint": fps_one["block_execution_fingerprint"],
+            "validity_fingerprint": fps_one["validity_fingerprint"],
+        }
     ifp = handle_inputs_fingerprint({c["id"]: (c.get("source") or {}).get("handle_inputs", {}) for c in checks})
     fps = {"input_fingerprint": ifp}
     assertions = [c.get("assertion") for c in checks]

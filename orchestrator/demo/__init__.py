@@ -59,8 +59,10 @@ BLOCK_CONFIG: dict[str, Any] = {
     "instructions": "Extract the invoice header fields and its line items.",
     # Evals vote over 3 passes, so a single perturbed pass does not flip a verdict.
     "n_consensus": 3,
-    # Latency makes the live progress visible; disagreement makes consensus scores fall below 1.
-    "simulation": {"disagreement": 0.08, "latency_ms": 120, "jitter_ms": 80},
+    # Latency makes the runs slow enough to watch: with the default 32 pass slots, the eval run takes
+    # ≈ 5 s (33 passes, two waves) and the experiment ≈ 15 s (100 passes). Timing never changes an output
+    # (the simulated engine leaves it out of its seed). Disagreement makes consensus scores fall below 1.
+    "simulation": {"disagreement": 0.08, "latency_ms": 2000, "jitter_ms": 500},
 }
 
 
@@ -80,7 +82,7 @@ DEMO_EVALS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "INV-1003 vendor looks like Initech",
         "inv-1003.txt",
-        _cond("vendor", {"kind": "similarity_gte", "reference": "Initech L.L.C.", "threshold": 0.8}),
+        _cond("vendor", {"kind": "similarity_gte", "reference": "Initech L.L.C.", "threshold": 0.75}),
     ),
     (
         "INV-1004 currency is an ISO code",

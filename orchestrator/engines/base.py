@@ -96,6 +96,7 @@ class JudgeAnswer:
     passed: bool  # whether the judge considers the rubric satisfied
     reasoning: str = ""
     engine: str = ""
+    decided: bool = True  # False: the judge could not decide; the assertion is then blocked, not passed
 
 
 @dataclass

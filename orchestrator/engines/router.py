@@ -261,6 +261,18 @@ class EngineRouter:
         for engine in self._engines.values():
             _set_share(engine, fraction)
 
+    def simulated_models(self) -> list[str]:
+        """The model-name patterns served by the simulated engine (no model behind them), each with the
+        earlier routes that take some of its names first, e.g. `retab-* (except retab-large)`."""
+        out = []
+        for index, route in enumerate(self.routes):
+            if route.engine != "simulated":
+                continue
+            earlier = [r.match for r in self.routes[:index] if r.engine != "simulated"]
+            shadowed = [m for m in earlier if fnmatch.fnmatchcase(m, route.match)]
+            out.append(f"{route.match} (except {', '.join(shadowed)})" if shadowed else route.match)
+        return out
+
     def describe(self) -> list[dict[str, Any]]:
         """The routes in force, for `GET /v1/engines`. Says whether a key is set, never the key."""
         out = []
@@ -279,6 +291,7 @@ class EngineRouter:
                     "timeout_s": route.timeout_s if route.engine == "openai" else None,
                     "structured_outputs": route.structured_outputs if route.engine == "openai" else None,
                     "builtin": route.builtin,
+                    "simulated": route.engine == "simulated",
                     "note": route.note,
                 }
             )

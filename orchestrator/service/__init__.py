@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 from orchestrator.engines.router import EngineRouter
 from orchestrator.service.base import Deps, RunControl
 from orchestrator.service.checks import CheckService
+from orchestrator.service.consensus import ConsensusService
 from orchestrator.service.experiments import ExperimentService
 from orchestrator.service.files import FileService
 from orchestrator.service.metrics import MetricsService
@@ -38,16 +39,18 @@ class Services(Generic[R]):
         self.experiments = ExperimentService(deps)
         self.metrics = MetricsService(deps)
         self.files = FileService(deps)
+        self.consensus = ConsensusService(deps)
 
     async def workers(self) -> list[Row]:
         """The live runner processes (their heartbeat is recent), each with the children it holds."""
         return await self.store.workers.list()
 
-    def engines(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """The engine routes in force and the global limits every pass runs under."""
+    def engines(self) -> tuple[list[dict[str, Any]], dict[str, Any], list[str]]:
+        """The engine routes in force, the global limits every pass runs under, and the model names
+        the simulated engine answers for (no model behind them)."""
         limits = {
             "max_concurrency": self.settings.max_concurrency,
             "pass_timeout_s": self.settings.pass_timeout_s,
             "pass_retries": self.settings.pass_retries,
         }
-        return self.router.describe(), limits
+        return self.router.describe(), limits, self.router.simulated_models()

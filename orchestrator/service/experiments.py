@@ -125,7 +125,7 @@ class ExperimentService(UseCase):
         block, bfp, dfp = await self.current_fingerprints(exp)
         if block is None or bfp is None:
             raise NotFound(f"Block {exp['block_id']} of experiment {exp['id']} no longer exists")
-        if not plan_token_holds(body.plan_token, bfp, dfp):
+        if not plan_token_holds(body.plan_token, bfp, dfp, exp["n_consensus"]):
             raise Conflict("The run plan changed since it was previewed", code="plan_changed")
         run = {
             "id": new_run_id("experiment"),
@@ -137,10 +137,11 @@ class ExperimentService(UseCase):
             "block_id": block["id"],
             "block_type": block["type"],
             "n_consensus": exp["n_consensus"],
+            "trigger_type": body.trigger.type if body.trigger else "api",
             "fingerprints": {
                 "block_execution_fingerprint": bfp,
                 "documents_fingerprint": dfp,
-                "metrics_validity_fingerprint": planning.metrics_validity_fingerprint(bfp, dfp),
+                "metrics_validity_fingerprint": planning.metrics_validity_fingerprint(bfp, dfp, exp["n_consensus"]),
             },
         }
         return await self._launch(run, experiment_id=exp["id"])
@@ -180,9 +181,7 @@ class ExperimentService(UseCase):
     async def artifact(self, artifact_id: str) -> ArtifactRecord:
         return await self._store.children.artifact(artifact_id)
 
-    async def artifacts(
-        self, req: PageRequest, *, run_id: str | None, operation: str | None
-    ) -> Page[ArtifactRecord]:
+    async def artifacts(self, req: PageRequest, *, run_id: str | None, operation: str | None) -> Page[ArtifactRecord]:
         return await self._store.children.list_artifacts(req, run_id=run_id, operation=operation)
 
     # -- helpers
@@ -222,12 +221,12 @@ class ExperimentService(UseCase):
             except NotFound:
                 last = None
         status = last["status"] if last else None
-        fresh = experiment_freshness(last, bfp, dfp)
+        fresh = experiment_freshness(last, bfp, dfp, exp["n_consensus"])
         return ExperimentView(
             experiment=exp,
             block_type=(block or {}).get("type", "extract"),
             last_run=last,
             status=experiment_status(status),
             freshness=fresh,
-            plan=experiment_plan(fresh, status, exp["document_count"], bfp, dfp),
+            plan=experiment_plan(fresh, status, exp["document_count"], bfp, dfp, exp["n_consensus"]),
         )

@@ -51,7 +51,7 @@ class MetricsService(UseCase):
         exp = await self._store.experiments.get(str(run["experiment_id"]))
         _, bfp, dfp = await self.current_fingerprints(exp)
         fps = run.get("fingerprints") or {}
-        reasons = metrics_staleness(fps, bfp, dfp)
+        reasons = metrics_staleness(fps, bfp, dfp, run.get("n_consensus"), exp["n_consensus"])
         if reasons:
             return MetricsAnswer(q.view, run, exp["id"], stale_reasons=reasons, current_block_fingerprint=bfp)
         if run["c_completed"] == 0:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.core import planning
-from orchestrator.core.freshness import Freshness, eval_run_freshness
+from orchestrator.core.freshness import Freshness, eval_run_freshness, same_scope
 from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound
 from orchestrator.ids import RunKind, new_run_id
@@ -15,6 +15,7 @@ from orchestrator.store.records import Page, PageRequest, ResultRecord, Row, Run
 from orchestrator.wire.dialects import TEST
 
 CANCEL_REASON = "cancelled by request"
+BASELINE_WINDOW = 50  # completed runs of a workflow looked at for an open run's baseline
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,13 @@ class ResultView:
 
 class RunService(UseCase):
     async def create(
-        self, kind: RunKind, workflow_id: str, scope: dict[str, Any] | None, n_consensus: int | None
+        self,
+        kind: RunKind,
+        workflow_id: str,
+        scope: dict[str, Any] | None,
+        n_consensus: int | None,
+        *,
+        trigger: str = "api",
     ) -> RunView:
         wf = await self._store.workflows.get_workflow(workflow_id)
         scope = scope or {"type": "workflow"}
@@ -58,9 +65,10 @@ class RunService(UseCase):
             "scope": scope,
             "n_consensus": n_consensus,
             "fingerprints": plan.fingerprints,
+            "trigger_type": trigger,
         }
         row = await self._launch(run, plan.children)
-        return RunView(row, eval_run_freshness(row["id"], plan.fingerprints, plan.fingerprints))
+        return RunView(row, eval_run_freshness(row, plan.fingerprints, await self._baseline(row)))
 
     async def list_page(
         self, kinds: tuple[RunKind, ...], req: PageRequest, filters: dict[str, Any]
@@ -114,8 +122,9 @@ class RunService(UseCase):
         return await self.result(child["id"], TEST.run_kinds)
 
     async def _views(self, rows: list[RunRecord]) -> list[RunView]:
-        """Eval/test runs with their freshness: the fingerprints each recorded against the plan its scope
-        would make now (one read of the checks per scope, of the blocks per workflow)."""
+        """Eval/test runs with their freshness: what each recorded (or, still open, what it will run)
+        against the plan its scope would make now (one read of the checks per scope, of the blocks per
+        workflow), and an open run against the latest completed run of its scope."""
         blocks: dict[str, dict[str, Row]] = {}
         plans: dict[tuple[str, str | None, str | None], dict[str, str]] = {}
         views = []
@@ -124,8 +133,9 @@ class RunService(UseCase):
             if row["kind"] == "experiment":
                 views.append(RunView(row))
                 continue
-            if not recorded.get("validity_fingerprint"):  # nothing to compare: no need to plan again
-                views.append(RunView(row, eval_run_freshness(row["id"], recorded, None)))
+            is_open = row["status"] not in TERMINAL
+            if not is_open and not recorded.get("validity_fingerprint"):  # nothing to compare: no plan needed
+                views.append(RunView(row, eval_run_freshness(row, None)))
                 continue
             wid = row["workflow_id"]
             check_id, block_id = planning.scope_target(row.get("scope"))
@@ -135,5 +145,18 @@ class RunService(UseCase):
                     blocks[wid] = {b["id"]: b for b in await self._store.workflows.all_blocks(wid)}
                 checks = await self._store.checks.for_scope(wid, check_id=check_id, block_id=block_id)
                 plans[key] = planning.plan_check_run(row.get("scope"), checks, blocks[wid]).fingerprints
-            views.append(RunView(row, eval_run_freshness(row["id"], recorded, plans[key])))
+            baseline = await self._baseline(row) if is_open else None
+            views.append(RunView(row, eval_run_freshness(row, plans[key], baseline)))
         return views
+
+    async def _baseline(self, run: RunRecord) -> RunRecord | None:
+        """The latest completed run of the same kind, workflow and scope (among the recent ones)."""
+        check_id, _ = planning.scope_target(run.get("scope"))
+        filters = {"workflow_id": run["workflow_id"], "check_id": check_id, "statuses": ["completed"]}
+        page = await self._store.runs.list_page((run["kind"],), PageRequest(limit=BASELINE_WINDOW), filters)
+        for other in page.rows:
+            if other["id"] != run["id"] and same_scope(other.get("scope"), run.get("scope")):
+                fps = other.get("fingerprints") or {}
+                if fps.get("validity_fingerprint"):
+                    return other
+        return None

@@ -110,8 +110,14 @@ def validated_config(block: Record, config_hash: str) -> dict[str, Any]:
     }
 
 
-def engines(routes: list[dict[str, Any]], limits: dict[str, Any]) -> dict[str, Any]:
-    return {"data": routes, "settings": limits}
+SIMULATED_NOTE = (
+    "Blocks whose model matches these patterns run on the offline simulated engine: deterministic rules,"
+    " no language model. Route a name to a real model with a models file (--models)."
+)
+
+
+def engines(routes: list[dict[str, Any]], limits: dict[str, Any], simulated: list[str]) -> dict[str, Any]:
+    return {"data": routes, "settings": limits, "simulated_models": simulated, "simulated_note": SIMULATED_NOTE}
 
 
 def worker(row: Record) -> dict[str, Any]:
@@ -337,7 +343,7 @@ def eval_result(child: Record, check: Record | None, *, seed: bool = False) -> d
         "handle_outputs": _handles(outputs),
         "outputs": outputs,
         "routing_decisions": result.get("routing_decisions") or [],
-        "warnings": [e["message"] for e in result.get("pass_errors") or []],
+        "warnings": [e["message"] for e in result.get("pass_errors") or []] + list(result.get("warnings") or []),
         "assertion_result": result.get("assertion_result"),
         "verdict_summary": result.get("verdict_summary"),
         "error": child.get("error"),

@@ -53,6 +53,18 @@ def cancelled_run(run_id: str, status: str, reason: str | None) -> dict[str, Any
     return {"id": run_id, "lifecycle": lifecycle(status, None, reason)}
 
 
+_WHAT_MOVED = {
+    "config_changed": "the block config",
+    "documents_changed": "the document set",
+    "n_consensus_changed": "the experiment's n_consensus",
+}
+
+
+def _stale_message(reasons: tuple[str, ...]) -> str:
+    moved = [_WHAT_MOVED.get(r, r) for r in reasons] or ["the experiment"]
+    return f"{' and '.join(moved).capitalize()} changed since this run; run the experiment again."
+
+
 def stale_metrics(
     view: str, experiment_id: str, run: Record, reasons: tuple[str, ...], current_fp: str | None
 ) -> dict[str, Any]:
@@ -72,7 +84,7 @@ def stale_metrics(
             "score": run.get("score"),
             "created_at": run["created_at"],
         },
-        "message": "The block config or the document set changed since this run; run the experiment again.",
+        "message": _stale_message(reasons),
     }
 
 

@@ -160,9 +160,13 @@ class JsonHandleInput(BaseModel):
 HandleInput = Annotated[FileHandleInput | JsonHandleInput, Field(union_mode="left_to_right")]
 
 
+# An id the client sends: an empty one is a 422, never "no id" (an empty test_id ran every test).
+Id = Annotated[str, Field(min_length=1)]
+
+
 class BlockTarget(Body):
     type: Literal["block"] = "block"
-    block_id: str
+    block_id: Id
 
 
 class ManualSource(Body):
@@ -204,19 +208,21 @@ class UpdateCheck(Body):
 
 class ScopeSingle(Body):
     type: Literal["single"]
-    eval_id: str | None = None
-    test_id: str | None = None
+    eval_id: Id | None = None
+    test_id: Id | None = None
 
     @model_validator(mode="after")
     def _one_id(self) -> ScopeSingle:
         if not (self.eval_id or self.test_id):
             raise ValueError("scope single needs `eval_id`")
+        if self.eval_id and self.test_id and self.eval_id != self.test_id:
+            raise ValueError("scope single names two different checks (`eval_id` and `test_id`); pass one")
         return self
 
 
 class ScopeBlock(Body):
     type: Literal["block"]
-    block_id: str
+    block_id: Id
 
 
 class ScopeWorkflow(Body):
@@ -224,29 +230,51 @@ class ScopeWorkflow(Body):
 
 
 Scope = Annotated[ScopeSingle | ScopeBlock | ScopeWorkflow, Field(discriminator="type")]
+
+
+class Trigger(Body):
+    """What started a run (spec §3.5): `api` unless the caller says otherwise (the page: `manual`)."""
+
+    type: Literal["manual", "api", "schedule", "webhook", "email", "custom", "restart"] = "api"
+
+
 Consensus = Literal[3, 5, 7]
 
 
+def _one_selector(body: Any, *names: str) -> None:
+    """A run names its checks one way: `scope` (SDK 0.0.143+), or `test_id` (one test) or `target` (a
+    block's tests) as the 0.0.142 snapshots and the seeds do, or none of them (the whole workflow). Two
+    at once is refused: the second one used to be dropped without a word."""
+    given = [n for n in names if getattr(body, n) is not None]
+    if len(given) > 1:
+        raise ValueError(f"pass at most one of {', '.join(f'`{n}`' for n in names)}; got {' and '.join(given)}")
+
+
 class CreateEvalRun(Body):
-    workflow_id: str
+    workflow_id: Id
     scope: Scope | None = None
     # 0.0.142-era flat test-run bodies
-    test_id: str | None = None
+    test_id: Id | None = None
     target: BlockTarget | None = None
     n_consensus: Consensus | None = None
+    trigger: Trigger | None = None  # the page says `manual` (and `restart` for a re-run); the SDK sends none
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> CreateEvalRun:
+        _one_selector(self, "scope", "test_id", "target")
+        return self
 
 
 class CreateTestRunNested(Body):
     """Seed-era `POST /v1/workflows/{workflow_id}/tests/runs`: at most one of test_id / target."""
 
-    test_id: str | None = None
+    test_id: Id | None = None
     target: BlockTarget | None = None
     n_consensus: Consensus | None = None
 
     @model_validator(mode="after")
     def _at_most_one(self) -> CreateTestRunNested:
-        if self.test_id and self.target:
-            raise ValueError("pass at most one of `test_id` and `target`")
+        _one_selector(self, "test_id", "target")
         return self
 
 
@@ -292,6 +320,16 @@ class UpdateExperiment(Body):
 
 
 class CreateExperimentRun(Body):
-    experiment_id: str
-    workflow_id: str | None = None
+    experiment_id: Id
+    workflow_id: Id | None = None
     plan_token: str | None = None
+    trigger: Trigger | None = None
+
+
+class CreateConsensus(Body):
+    """`client.consensus.create(inputs, json_schema=None, include_alignment=None)`. The inputs are checked
+    by core.consensus.reconcile (objects, how many, how large), which names the offending input."""
+
+    inputs: Any = None
+    json_schema: dict[str, Any] | None = None
+    include_alignment: bool | None = None

@@ -326,7 +326,12 @@ async def test_eval_run_freshness_follows_the_current_config_and_inputs(api: Api
         assert sdk(WorkflowEvalRun, got).freshness is not None
         return verdicts(got, listed, everything)
 
-    assert created["freshness"]["status"] == run["freshness"]["status"] == "fresh"
+    # Pending, it had no verdict and no earlier run to be fresh against (it said "fresh" here before);
+    # its fingerprints are those of its plan. Finished, it is its own baseline.
+    assert (created["freshness"]["status"], created["freshness"]["reasons"]) == ("unknown", ["no_baseline"])
+    assert created["freshness"]["baseline_run_id"] is None
+    assert created["freshness"]["validity_fingerprint"] == run["freshness"]["validity_fingerprint"]
+    assert run["freshness"]["status"] == "fresh"
     assert run["freshness"]["baseline_run_id"] == created["id"] and run["freshness"]["validity_fingerprint"]
     assert await read() == [("fresh", [])] * 3
     await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"temperature": 0.5}}, expect=200)
@@ -338,3 +343,57 @@ async def test_eval_run_freshness_follows_the_current_config_and_inputs(api: Api
         f"/v1/workflows/evals/{ev['id']}", {"source": {"type": "manual", "handle_inputs": other}}, expect=200
     )
     assert await read() == [("stale", ["inputs_changed"])] * 3
+
+
+async def test_open_runs_and_edits_per_spec_3_6(api: Api) -> None:
+    """Pending runs are computed from their plan against the latest completed run of their scope; a block,
+    assertion or input edit makes a finished run stale (with its baseline); a single-eval run carries the
+    eval's own fingerprints."""
+    wf, block = await api.workflow_with_extract({"simulation": {"latency_ms": 600_000}})
+    ev = await create_eval(api, wf, block, await file_input(api))
+    single = {"workflow_id": wf, "scope": {"type": "single", "eval_id": ev["id"]}}
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"simulation": None}}, expect=200)
+    first = await api.wait_run((await api.post("/v1/workflows/evals/runs", single, expect=201))["id"])
+    assert first["freshness"]["status"] == "fresh" and first["freshness"]["baseline_run_id"] == first["id"]
+
+    the_eval = await api.get(f"/v1/workflows/evals/{ev['id']}", expect=200)
+    for key in ("validity_fingerprint", "input_fingerprint"):
+        assert first["freshness"][key] == the_eval["freshness"][key], key
+    summary = the_eval["latest_run_summary"]
+    assert first["freshness"]["validity_fingerprint"] == summary["validity_fingerprint"]
+    assert first["freshness"]["input_fingerprint"] == summary["handle_inputs_fingerprint"]
+
+    # A block edit: the finished run is stale (its own baseline); a new pending run says what it will re-check.
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"simulation": {"latency_ms": 600_000}}}, expect=200)
+    got = await api.get(f"/v1/workflows/evals/runs/{first['id']}", expect=200)
+    assert (got["freshness"]["status"], got["freshness"]["reasons"]) == ("stale", ["validity_changed"])
+    assert got["freshness"]["baseline_run_id"] == first["id"]
+    pending = await api.post("/v1/workflows/evals/runs", single, expect=201)
+    assert pending["lifecycle"]["status"] in ("pending", "queued", "running")
+    f = pending["freshness"]
+    assert (f["status"], f["reasons"], f["baseline_run_id"]) == ("stale", ["validity_changed"], first["id"])
+    assert f["validity_fingerprint"] != first["freshness"]["validity_fingerprint"]  # the plan's, not the old
+    again = await api.get(f"/v1/workflows/evals/runs/{pending['id']}", expect=200)
+    assert again["freshness"] == f
+    await api.post(f"/v1/workflows/evals/runs/{pending['id']}/cancel", expect=200)
+
+    # Back to the first config: fresh again; a pending run of it now confirms the baseline.
+    await api.patch(f"/v1/workflows/blocks/{block}", {"config": {"simulation": None}}, expect=200)
+    got = await api.get(f"/v1/workflows/evals/runs/{first['id']}", expect=200)
+    assert got["freshness"]["status"] == "fresh"
+
+    # An assertion edit: stale, validity_changed.
+    moved = {**ev["assertion"], "condition": {"kind": "exists"}}
+    await api.patch(f"/v1/workflows/evals/{ev['id']}", {"assertion": moved}, expect=200)
+    got = await api.get(f"/v1/workflows/evals/runs/{first['id']}", expect=200)
+    assert (got["freshness"]["status"], got["freshness"]["reasons"]) == ("stale", ["validity_changed"])
+
+    # An input edit: stale, inputs_changed.
+    await api.patch(f"/v1/workflows/evals/{ev['id']}", {"assertion": ev["assertion"]}, expect=200)
+    other = await file_input(api, number="INV-2")
+    await api.patch(
+        f"/v1/workflows/evals/{ev['id']}", {"source": {"type": "manual", "handle_inputs": other}}, expect=200
+    )
+    got = await api.get(f"/v1/workflows/evals/runs/{first['id']}", expect=200)
+    assert (got["freshness"]["status"], got["freshness"]["reasons"]) == ("stale", ["inputs_changed"])
+    assert sdk(WorkflowEvalRun, got).freshness is not None

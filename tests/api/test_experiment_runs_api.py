@@ -248,3 +248,29 @@ async def test_all_documents_failing_is_a_run_error(api: Api) -> None:
     assert (await metrics(api, xr["id"]))["kind"] == "no_metrics"
     e = sdk(WorkflowExperiment, await api.get(f"/v1/workflows/experiments/{exp['id']}", expect=200))
     assert e.status == "failed"
+
+
+async def test_changing_n_consensus_makes_the_metrics_stale(api: Api) -> None:
+    """5 → 7 passes: the n = 5 run no longer describes the experiment (it said fresh, `noop`, and served the
+    n = 5 metrics as current); back to 5, it does again. A previewed plan pins n too."""
+    _wf, _block, exp = await experiment(api, docs=1)
+    await api.patch(f"/v1/workflows/experiments/{exp['id']}", {"n_consensus": 5}, expect=200)
+    xr = await api.post("/v1/workflows/experiments/runs", {"experiment_id": exp["id"]}, expect=201)
+    assert (await api.wait_run(xr["id"]))["n_consensus"] == 5
+    e = sdk(WorkflowExperiment, await api.get(f"/v1/workflows/experiments/{exp['id']}", expect=200))
+    assert e.freshness_state == "fresh" and e.run_plan_mode == "noop"
+    token = (await api.get(f"/v1/workflows/experiments/{exp['id']}", expect=200))["plan_token"]
+
+    await api.patch(f"/v1/workflows/experiments/{exp['id']}", {"n_consensus": 7}, expect=200)
+    e = sdk(WorkflowExperiment, await api.get(f"/v1/workflows/experiments/{exp['id']}", expect=200))
+    assert e.is_stale and e.freshness_state == "stale" and e.freshness_reasons == ["validity_changed"]
+    assert e.run_plan_mode == "run" and e.rerunnable_document_count == 1
+    stale = sdk(ExperimentMetricsStaleError, await metrics(api, xr["id"]))
+    assert stale.stale_reasons == ["n_consensus_changed"] and "n_consensus" in stale.message
+    old_plan = {"experiment_id": exp["id"], "plan_token": token}
+    assert_envelope(await raw(api, "POST", "/v1/workflows/experiments/runs", json=old_plan), 409, "plan_changed")
+
+    await api.patch(f"/v1/workflows/experiments/{exp['id']}", {"n_consensus": 5}, expect=200)
+    assert (await metrics(api, xr["id"]))["kind"] == "summary"
+    e = sdk(WorkflowExperiment, await api.get(f"/v1/workflows/experiments/{exp['id']}", expect=200))
+    assert e.freshness_state == "fresh" and e.run_plan_mode == "noop"

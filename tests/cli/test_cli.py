@@ -60,6 +60,8 @@ def test_run_eval_json(demo_server: Server) -> None:
     assert (wrong_total["verdict"], wrong_total["expected"], wrong_total["actual"]) == ("failed", 2464.0, 2646.0)
     assert by_name["INV-1009 PO number (invalid regex)"]["code"] == "invalid_regex"
     assert report["run"]["id"] == report["run_id"]
+    # Slow enough to watch (README: about 5 s): 33 passes of at least 2 s each through at most 32 slots.
+    assert report["run"]["timing"]["duration_ms"] >= 4000
 
 
 @pytest.mark.parametrize(
@@ -91,6 +93,8 @@ def test_run_experiment_prints_score_and_least_agreed_fields(demo_server: Server
 
     exp_id = res.out.split("Experiment run ")[1].split()[0].rstrip(":")
     run = demo_server.http("GET", f"/v1/workflows/experiments/runs/{exp_id}")
+    # About 15 s (README): 100 passes of at least 2 s each through at most 32 pass slots take at least 6.25 s.
+    assert run["timing"]["duration_ms"] >= 6250
     strict = cli("watch", run["id"], "--min-score", "0.99", "--json", server=demo_server)
     report = strict.json()
     assert strict.code == 1 and report["ok"] is False and 0 < report["score"] < 0.99

@@ -280,9 +280,40 @@ def test_failure_message_is_helpful() -> None:
 
 def test_similarity_reports_score() -> None:
     result = run({"kind": "similarity_gte", "reference": "ACME corp.", "threshold": 0.8}, "vendor.name")
-    assert result.metric_kind == "levenshtein"
+    # The metric says what it is: a normalised Levenshtein similarity (it said "levenshtein" while it
+    # computed rapidfuzz's Indel ratio).
+    assert result.metric_kind == "normalized_levenshtein"
     assert result.threshold == 0.8
     assert result.score is not None and 0.8 <= result.score < 1.0
+
+
+@pytest.mark.parametrize(
+    ("actual", "reference", "threshold", "score", "outcome"),
+    [
+        # The issue's examples: Indel ratio said 0.875 and passed at 0.85; true normalised Levenshtein is
+        # 1 - 3/17 = 0.824, and fails.
+        ("Acme Supply Ltd", "Acme Supplies Ltd", 0.85, 1 - 3 / 17, "failed"),
+        ("Acme Supply Ltd", "Acme Supplies Ltd", 0.8, 1 - 3 / 17, "passed"),
+        # Case and whitespace are not differences (was 0.294).
+        ("ACME SUPPLIES LTD", "Acme Supplies Ltd", 1.0, 1.0, "passed"),
+        ("  Acme   Supplies\tLtd ", "acme supplies ltd", 1.0, 1.0, "passed"),
+        # Punctuation still is: 3 deletions over 14 characters.
+        ("Initech LLC", "Initech L.L.C.", 0.8, 1 - 3 / 14, "failed"),
+        ("kitten", "sitting", 0.5, 1 - 3 / 7, "passed"),
+        ("", "", 1.0, 1.0, "passed"),
+    ],
+)
+def test_similarity_is_normalised_levenshtein_on_folded_text(
+    actual: str, reference: str, threshold: float, score: float, outcome: str
+) -> None:
+    result = evaluate(
+        spec({"kind": "similarity_gte", "reference": reference, "threshold": threshold}, "v"), {H: {"v": actual}}
+    )
+    assert result.outcome == outcome
+    assert result.score == pytest.approx(score)
+    if result.failure is not None:
+        assert result.failure["details"]["method"] == "normalized_levenshtein"
+        assert "normalized_levenshtein similarity" in result.failure["message"]
 
 
 def test_regex_invalid_blocks_even_without_value() -> None:
@@ -441,6 +472,53 @@ def test_llm_judged(kind: str, label: str | None, judgement: Judgement, outcome:
     assert result.outcome == outcome
     if outcome == "failed":
         assert result.failure is not None and result.failure["details"]["label"] == judgement.label
+
+
+@pytest.mark.parametrize(
+    ("kind", "judgement", "outcome"),
+    [
+        ("llm_judged_as", Judgement("pass", True, "simulated: 2/2 terms", engine="simulated"), "passed"),
+        ("llm_judged_as", Judgement("fail", False, "simulated: 0/2 terms", engine="simulated"), "failed"),
+        ("llm_not_judged_as", Judgement("fail", False, "simulated: 0/2 terms", engine="simulated"), "passed"),
+        ("llm_judged_as", Judgement("undecided", False, "simulated: two negations", "simulated", False), "blocked"),
+        ("llm_judged_as", Judgement("undecided", False, "can't tell", "openai", False), "blocked"),
+    ],
+)
+def test_every_simulated_judgement_says_so(kind: str, judgement: Judgement, outcome: str) -> None:
+    """Pass or fail, a verdict of the simulated (keyword) judge carries a note shown as the result's warning
+    and a metric kind that names it; an undecided judge blocks the assertion, it never passes it."""
+    assertion = spec({"kind": kind, "rubric": "is it a company?"}, "vendor.name")
+    (key,) = judge_requests(assertion, OUTPUTS)
+    result = evaluate(assertion, OUTPUTS, judgements={key: judgement})
+    assert result.outcome == outcome
+    simulated = judgement.engine == "simulated"
+    if outcome == "blocked":
+        assert result.failure is not None and result.failure["code"] == "judge_undecided"
+        assert ("simulated judge" in result.failure["message"]) is simulated
+        assert judgement.reasoning in result.failure["message"]
+        return
+    assert result.metric_kind == "simulated_judge"
+    assert len(result.notes) == 1 and "simulated engine, not a language model" in result.notes[0]
+    assert judgement.reasoning in result.notes[0]
+    if outcome == "failed":
+        assert result.failure is not None and "simulated judge" in result.failure["message"]
+        assert result.failure["details"]["simulated"] is True
+
+
+def test_a_real_judge_carries_no_simulation_note() -> None:
+    assertion = spec({"kind": "llm_judged_as", "rubric": "r"}, "vendor.name")
+    (key,) = judge_requests(assertion, OUTPUTS)
+    result = evaluate(assertion, OUTPUTS, judgements={key: Judgement("pass", True, "ok", engine="openai")})
+    assert (result.outcome, result.metric_kind, result.notes) == ("passed", "llm_judge", ())
+
+
+def test_notes_of_items_reach_the_result() -> None:
+    inner = {"kind": "llm_judged_as", "rubric": "is a sku"}
+    assertion = spec({"kind": "all_items_match", "condition": inner}, "line_items")
+    keys = judge_requests(assertion, OUTPUTS)
+    yes = {k: Judgement("pass", True, "simulated: sku found", engine="simulated") for k in keys}
+    result = evaluate(assertion, OUTPUTS, judgements=yes)
+    assert result.outcome == "passed" and len(result.notes) == 1
 
 
 def test_llm_judge_missing_blocks() -> None:

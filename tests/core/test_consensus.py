@@ -34,10 +34,14 @@ def rows_by_path(record: ConsensusRecord) -> dict[str | None, dict[str, Any]]:
     [
         # Exact majority beats the 3 % tolerance (1234.56 vs 1243.56 differ by 0.73 %).
         ([1234.56, 1234.56, 1243.56], 1234.56, 2 / 3),
-        # No exact majority: 100 and 102 cluster (2 %), mean 101; 150 is out.
-        ([100, 102, 150], 101, 2 / 3),
-        # All three within 3 % of the centre: one cluster, mean rounded to the members' decimals.
+        # No exact majority: 100 and 102 cluster (2 %), 150 is out. The value is one a pass gave (never
+        # their mean, 101): each was voted once, both are medoids of two, so the smaller.
+        ([100, 102, 150], 100, 2 / 3),
+        # All three within 3 % of each other: one cluster; its medoid 10.1 (was: the mean, also 10.1).
         ([10.0, 10.1, 10.2], 10.1, 1.0),
+        # The issue's example: the cluster {210.09, 210.53, 217.02 ×2} wins with 4 of 5 (227.55 is out);
+        # its most frequent value 217.02, not the mean 213.67 that no pass produced.
+        ([210.09, 210.53, 217.02, 227.55, 217.02], 217.02, 4 / 5),
         ([100, 103.5], 100, 0.5),  # 3.4 % apart: two singletons, the smaller centre wins the tie
         ([True, True, False], True, 2 / 3),
         ([True, None, None], None, 2 / 3),  # None is a voter and wins when strictly larger
@@ -66,11 +70,50 @@ def test_number_exact_value_is_kept_and_int_members_stay_int() -> None:
     assert vote_numbers([0.1, 0.1, 0.1]) == (0.1, 3)
 
 
-def test_strings_agree_views() -> None:
-    assert strings_agree("ACME Inc", "Acme Inc.")
-    assert not strings_agree("!!", "??")
-    assert not strings_agree("Globex", "Initech")
+@pytest.mark.parametrize(
+    ("votes", "value", "support"),
+    [
+        ([210.09, 210.53, 217.02, 227.55, 217.02], 217.02, 4),  # most frequent value of the winning cluster
+        ([210.09, 210.53, 217.02, 227.55], 210.53, 3),  # all once: the medoid of {210.09, 210.53, 217.02}
+        ([100, 102, 150], 100, 2),  # medoids tie: the smaller
+        ([1000, 1010, 1010, 1020, 1020, 5], 1010, 5),  # most frequent tie (1010, 1020): the medoid
+        ([99.5, 100, 100.5], 100, 3),
+        ([7, 7.0, 7.1], 7.0, 2),  # an exact majority (7 and 7.0 are one value) wins as is, with its own support
+        ([1, 2, 3], 1, 1),  # three singletons: smallest centre wins, value voted by a pass
+    ],
+)
+def test_numeric_consensus_is_a_value_some_pass_gave(votes: list[float], value: float, support: int) -> None:
+    got, got_support = vote_numbers(votes)
+    assert (got, got_support) == (value, support)
+    assert any(got == v for v in votes), "a consensus no voter produced"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agree"),
+    [
+        ("ACME Inc", "Acme Inc.", True),  # case-folded / punctuation-free views
+        ("PO 123", "PO-123", True),  # digits-only and letters-only views (spec §4.3)
+        ("PO 123", "po123", True),
+        ("(555) 123-4567", "555.123.4567", True),
+        ("A.C.M.E.", "acme", True),
+        ("alpha beta", "beta alpha", True),  # tokens sorted
+        ("Jonathan Smith", "Jonathon Smith", True),  # Levenshtein ≥ 0.9 on words
+        ("PO 123", "SO 123", False),  # the letters differ
+        ("PO 123", "PO 124", False),  # the digits differ
+        ("Invoice 1001", "Invoice 1002", False),  # Levenshtein-close, but other digits: another invoice
+        ("2026-01-05", "2026-01-06", False),
+        ("!!", "??", False),  # no letter or digit: only exact equality counts
+        ("Globex", "Initech", False),
+    ],
+)
+def test_strings_agree_views(a: str, b: str, agree: bool) -> None:
+    assert strings_agree(a, b) is agree
+    assert strings_agree(b, a) is agree
+
+
+def test_string_ties_are_order_free() -> None:
     assert vote_leaf(["b", "a"]) == ("a", 1)  # tie → lexicographic, never pass order
+    assert vote_leaf(["PO-123", "PO 123", "SO 123"]) == ("PO 123", 2)
 
 
 # --- lists and alignment ----------------------------------------------------------------------------

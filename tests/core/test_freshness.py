@@ -18,6 +18,7 @@ from orchestrator.core.freshness import (
     experiment_status,
     metrics_staleness,
     plan_token_holds,
+    same_scope,
 )
 
 VAL, INP, BLK = "validity", "inputs", "block"
@@ -135,24 +136,101 @@ def test_eval_run_freshness(
     reasons: tuple[str, ...],
 ) -> None:
     recorded = plan(scope, CHECKS[:1] if scope == SINGLE else CHECKS, BLOCKS)
-    f = eval_run_freshness("wfevalrun_1", recorded, plan(scope, checks_now, blocks_now))
+    done = {"id": "wfevalrun_1", "status": "completed", "fingerprints": recorded}
+    f = eval_run_freshness(done, plan(scope, checks_now, blocks_now))
     assert (f.status, f.reasons) == (status, reasons)
     assert (f.validity_fingerprint, f.input_fingerprint, f.baseline_run_id) == (
         recorded["validity_fingerprint"],
         recorded["input_fingerprint"],
-        "wfevalrun_1",
+        "wfevalrun_1",  # a finished run is its own baseline
     )
 
 
 def test_eval_run_freshness_without_a_recorded_validity_is_unknown() -> None:
     """Workflow-scoped runs planned before runs recorded a validity fingerprint for every scope."""
-    f = eval_run_freshness("wfevalrun_old", {"input_fingerprint": "abc"}, plan(None, CHECKS, BLOCKS))
+    old = {"id": "wfevalrun_old", "status": "completed", "fingerprints": {"input_fingerprint": "abc"}}
+    f = eval_run_freshness(old, plan(None, CHECKS, BLOCKS))
     assert f == Freshness("unknown", ("no_baseline",), None, "abc", None)
 
 
-def run(status: str, bfp: str = "bfp", dfp: str = "dfp") -> dict[str, Any]:
+@pytest.mark.parametrize("status", ["pending", "queued", "running"])
+@pytest.mark.parametrize(
+    ("baseline_checks", "baseline_blocks", "fresh", "reasons"),
+    [
+        (None, None, "unknown", ("no_baseline",)),  # never run: nothing to be fresh against
+        (CHECKS, BLOCKS, "fresh", ()),  # it will confirm the latest completed run
+        (CHECKS, {"blk": OTHER_BLOCK}, "stale", ("validity_changed",)),  # the block moved since the baseline
+        ([CHECKS[0], _check("c2", total=3)], BLOCKS, "stale", ("inputs_changed",)),  # an input moved
+        (
+            [CHECKS[0], {**CHECKS[1], "assertion": {**ASSERTION, "condition": {"kind": "not_exists"}}}],
+            BLOCKS,
+            "stale",
+            ("validity_changed",),
+        ),  # an assertion moved
+    ],
+)
+def test_an_open_run_is_computed_from_its_plan(
+    status: str,
+    baseline_checks: list[dict[str, Any]] | None,
+    baseline_blocks: dict[str, Any] | None,
+    fresh: str,
+    reasons: tuple[str, ...],
+) -> None:
+    """Pending (or running): no verdict of its own yet. Its fingerprints are the plan's (what it will run,
+    never "fresh" by itself), compared with the latest completed run of its scope."""
+    now = plan(BY_BLOCK, CHECKS, BLOCKS)
+    # What the run recorded when created may be older than the plan now: the plan wins (runs execute the draft).
+    run = {"id": "wfevalrun_2", "status": status, "fingerprints": plan(BY_BLOCK, CHECKS, {"blk": OTHER_BLOCK})}
+    baseline = None
+    if baseline_checks is not None and baseline_blocks is not None:
+        baseline = {
+            "id": "wfevalrun_1",
+            "status": "completed",
+            "fingerprints": plan(BY_BLOCK, baseline_checks, baseline_blocks),
+        }
+    f = eval_run_freshness(run, now, baseline)
+    assert (f.status, f.reasons) == (fresh, reasons)
+    assert (f.validity_fingerprint, f.input_fingerprint) == (now["validity_fingerprint"], now["input_fingerprint"])
+    assert f.baseline_run_id == (None if baseline is None else "wfevalrun_1")
+
+
+def test_a_one_check_run_has_the_checks_own_fingerprints() -> None:
+    """The run of a single eval (or of a block with one eval) and the eval itself: the same fingerprints."""
+    own = planning.check_fingerprints(BLOCK, CHECKS[0]["source"], CHECKS[0]["assertion"])
+    for scope in (SINGLE, BY_BLOCK):
+        fps = plan(scope, CHECKS[:1], BLOCKS)
+        assert fps["validity_fingerprint"] == own["validity_fingerprint"]
+        assert fps["input_fingerprint"] == own["handle_inputs_fingerprint"]
+        assert fps["block_execution_fingerprint"] == own["block_execution_fingerprint"]
+    summary = {"run_record_id": "wfevalrun_1", **own}
+    eval_view = check_freshness(summary, BLOCK, CHECKS[0]["source"], CHECKS[0]["assertion"])
+    run_view = eval_run_freshness(
+        {"id": "wfevalrun_1", "status": "completed", "fingerprints": plan(SINGLE, CHECKS[:1], BLOCKS)},
+        plan(SINGLE, CHECKS[:1], BLOCKS),
+    )
+    assert (eval_view.validity_fingerprint, eval_view.input_fingerprint, eval_view.baseline_run_id) == (
+        run_view.validity_fingerprint,
+        run_view.input_fingerprint,
+        run_view.baseline_run_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (None, {"type": "workflow"}, True),
+        ({"type": "single", "eval_id": "c1"}, {"type": "single", "test_id": "c1"}, True),
+        ({"type": "single", "eval_id": "c1"}, {"type": "single", "eval_id": "c2"}, False),
+        ({"type": "block", "block_id": "b"}, {"type": "workflow"}, False),
+    ],
+)
+def test_same_scope(a: dict[str, Any] | None, b: dict[str, Any] | None, same: bool) -> None:
+    assert same_scope(a, b) is same
+
+
+def run(status: str, bfp: str = "bfp", dfp: str = "dfp", n: int = 5) -> dict[str, Any]:
     fingerprints = {"block_execution_fingerprint": bfp, "documents_fingerprint": dfp}
-    return {"id": "exprun_1", "status": status, "fingerprints": fingerprints}
+    return {"id": "exprun_1", "status": status, "fingerprints": fingerprints, "n_consensus": n}
 
 
 @pytest.mark.parametrize(
@@ -169,6 +247,9 @@ def run(status: str, bfp: str = "bfp", dfp: str = "dfp") -> dict[str, Any]:
         (run("queued"), "bfp", "fresh", (), "conflict", 0),
         (run("error"), "bfp", "fresh", (), "run", 4),
         (run("cancelled"), "bfp", "fresh", (), "run", 4),
+        # n_consensus 5 → 7: the n = 5 run no longer describes the experiment (it said fresh / noop).
+        (run("completed", n=7), "bfp", "stale", ("validity_changed",), "run", 4),
+        (run("completed", "old", n=7), "bfp", "stale", ("validity_changed",), "run", 4),
     ],
 )
 def test_experiment_freshness_and_plan(
@@ -179,13 +260,13 @@ def test_experiment_freshness_and_plan(
     mode: str,
     rerunnable: int,
 ) -> None:
-    f = experiment_freshness(last, block_fp, "dfp")
+    f = experiment_freshness(last, block_fp, "dfp", 5)
     assert (f.status, f.reasons) == (status, reasons)
     assert (f.validity_fingerprint, f.input_fingerprint) == (block_fp, "dfp")
     assert f.baseline_run_id == (last["id"] if last else None)
-    p = experiment_plan(f, last["status"] if last else None, 4, block_fp, "dfp")
+    p = experiment_plan(f, last["status"] if last else None, 4, block_fp, "dfp", 5)
     assert (p.mode, p.rerunnable_document_count) == (mode, rerunnable)
-    assert p.plan_token == (planning.metrics_validity_fingerprint(block_fp, "dfp") if block_fp else None)
+    assert p.plan_token == (planning.metrics_validity_fingerprint(block_fp, "dfp", 5) if block_fp else None)
 
 
 @pytest.mark.parametrize(
@@ -201,6 +282,12 @@ def test_experiment_freshness_and_plan(
 )
 def test_plan_token(token: str | None, block_fp: str, documents_fp: str, holds: bool) -> None:
     assert plan_token_holds(token, block_fp, documents_fp) is holds
+
+
+def test_plan_token_pins_n_consensus() -> None:
+    token = planning.metrics_validity_fingerprint("bfp", "dfp", 5)
+    assert plan_token_holds(token, "bfp", "dfp", 5)
+    assert not plan_token_holds(token, "bfp", "dfp", 7)
 
 
 @pytest.mark.parametrize(
@@ -232,3 +319,14 @@ def test_experiment_status(last_status: str | None, public: str) -> None:
 )
 def test_metrics_staleness(recorded: dict[str, Any], block_fp: str | None, reasons: tuple[str, ...]) -> None:
     assert metrics_staleness(recorded, block_fp, "dfp") == reasons
+
+
+@pytest.mark.parametrize(
+    ("run_n", "current_n", "reasons"),
+    [(5, 5, ()), (5, 7, ("n_consensus_changed",)), (None, 7, ()), (3, None, ())],
+)
+def test_metrics_of_other_n_consensus_are_stale(
+    run_n: int | None, current_n: int | None, reasons: tuple[str, ...]
+) -> None:
+    fps = {"block_execution_fingerprint": "bfp", "documents_fingerprint": "dfp"}
+    assert metrics_staleness(fps, "bfp", "dfp", run_n, current_n) == reasons

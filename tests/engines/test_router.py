@@ -208,3 +208,18 @@ def test_fake_engine_satisfies_the_protocol() -> None:
 
     route: Any = Route("x", "simulated")
     assert isinstance(FakeEngine(route), Engine)
+
+
+@pytest.mark.parametrize(
+    ("routes", "simulated"),
+    [
+        ((), ["simulated*", "retab-*"]),
+        # A models-file route taking one retab-* name first: said, so nobody thinks it is simulated.
+        ((Route("retab-large", "openai", base_url="http://x/v1"),), ["simulated*", "retab-* (except retab-large)"]),
+        ((Route("demo-*", "simulated"),), ["demo-*", "simulated*", "retab-*"]),
+    ],
+)
+def test_simulated_models_are_named(routes: tuple[Route, ...], simulated: list[str]) -> None:
+    router = EngineRouter(routes)
+    assert router.simulated_models() == simulated
+    assert [r["match"] for r in router.describe() if r["simulated"]] == [s.split(" ")[0] for s in simulated]

@@ -358,6 +358,33 @@ async def test_judge(
     assert answer.reasoning.startswith("simulated:")
 
 
+@pytest.mark.parametrize(
+    ("rubric", "value", "decided", "passed"),
+    [
+        # Negation: the terms after "not" must be absent (the keyword test passed "NOT Acme" for Acme).
+        ("the vendor is NOT Acme", "Acme Supplies Ltd", True, False),
+        ("the vendor is NOT Acme", "Globex Corporation", True, True),
+        ("the vendor isn't Acme", "ACME", True, False),
+        ("has no refund policy", "refund policy: 30 days", True, False),
+        # Cannot decide: blocked by the runner, never passed.
+        ("is ok", "anything", True, False),  # a term to look for, absent: failed
+        ("a an the", "x", False, False),  # nothing but stop words (it passed: no long words)
+        ("not", "x", False, False),  # a negation of nothing
+        ("not Acme and not Globex", "Initech", False, False),  # two negations
+        ("mentions refund policy clearly", "refund", False, False),  # 1 of 4 terms: too little evidence
+        ("is polite", "ok", True, False),
+    ],
+)
+async def test_judge_handles_negation_and_says_when_it_cannot_decide(
+    engine: SimulatedEngine, rubric: str, value: Any, decided: bool, passed: bool
+) -> None:
+    answer = await engine.judge(JudgeRequest(config={}, rubric=rubric, value=value, expected_label=None))
+    assert (answer.decided, answer.passed) == (decided, passed), answer
+    assert answer.engine == "simulated" and "not a language model" in answer.reasoning
+    if not decided:
+        assert answer.label == "undecided"
+
+
 async def test_aclose(engine: SimulatedEngine) -> None:
     await engine.aclose()
 

@@ -70,7 +70,9 @@ async def create_run(request: web.Request, *, dialect: Dialect) -> web.Response:
     elif scope is None and body.target:
         scope = {"type": "block", "block_id": body.target.block_id}
     n = body.n_consensus or _query_n(request)
-    return json_response(_run(await svc(request).runs.create(dialect.kind, body.workflow_id, scope, n)), 201)
+    trigger = body.trigger.type if body.trigger else "api"
+    view = await svc(request).runs.create(dialect.kind, body.workflow_id, scope, n, trigger=trigger)
+    return json_response(_run(view), 201)
 
 
 async def list_runs(request: web.Request, *, dialect: Dialect) -> web.Response:

@@ -13,6 +13,7 @@ from aiohttp import web
 from orchestrator.api.http import json_response
 from orchestrator.api.keys import SESSIONS, SETTINGS
 from orchestrator.api.middleware import COOKIE
+from orchestrator.api.sessions import SESSION_MAX_AGE_S
 
 routes = web.RouteTableDef()
 
@@ -102,7 +103,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     # Redirecting drops the token from the address bar (and from the history).
     response = web.HTTPSeeOther("/" if sid else "/#/signin-failed", headers={"Referrer-Policy": "no-referrer"})
     if sid:
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/")
+        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/", max_age=SESSION_MAX_AGE_S)
     raise response
 
 

@@ -32,6 +32,11 @@ class Judgement:
     label: str
     passed: bool
     reasoning: str = ""
+    engine: str = ""  # who judged: "simulated" is a keyword rule, and every verdict it made says so
+    decided: bool = True  # False: the judge could not decide (the assertion blocks, it never passes)
+
+
+SIMULATED_JUDGE = "simulated"
 
 
 class Blocked(Exception):
@@ -54,6 +59,7 @@ class Check:
     threshold: float | None = None
     metric_kind: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the reader must know whatever the verdict (a simulated judge)
 
 
 def canonical_json(value: Any) -> str:

@@ -40,6 +40,7 @@ class AssertionOutcome:
     threshold: float | None = None
     metric_kind: str | None = None
     failure: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()  # shown as the result's warnings, whatever the outcome
 
 
 def _segments(path: str) -> list[str]:
@@ -172,6 +173,7 @@ def evaluate(
         threshold=check.threshold,
         metric_kind=check.metric_kind,
         failure=failure,
+        notes=check.notes,
     )
 
 

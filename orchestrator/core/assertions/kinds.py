@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
-from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
 
 from orchestrator.core.assertions.common import (
     MISSING,
@@ -171,6 +171,24 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value)
 
 
+SIMILARITY_METHOD = "normalized_levenshtein"
+SIMILARITY_DEFINITION = (
+    "normalized Levenshtein similarity, 1 - edit distance / length of the longer text,"
+    " on case-folded, whitespace-collapsed text"
+)
+
+
+def folded(text: str) -> str:
+    """What similarity_gte compares: case and runs of whitespace are not differences between texts."""
+    return " ".join(text.casefold().split())
+
+
+def similarity_score(a: str, b: str) -> float:
+    """True normalised Levenshtein (not rapidfuzz's Indel `fuzz.ratio`, which forgives substitutions):
+    "Acme Supply Ltd" vs "Acme Supplies Ltd" is 0.824, "ACME SUPPLIES LTD" vs "Acme Supplies Ltd" 1.0."""
+    return float(Levenshtein.normalized_similarity(folded(a), folded(b)))
+
+
 def _similarity(cond: Mapping[str, Any], found: bool, value: Any, j: Judgements) -> Check:
     reference = req(cond, "reference")
     threshold = num(cond, "threshold")
@@ -183,10 +201,15 @@ def _similarity(cond: Mapping[str, Any], found: bool, value: Any, j: Judgements)
         )
     if method != "levenshtein":
         raise Blocked("invalid_condition", f"unknown similarity method {fmt(method)}", {"method": method})
-    score = float(fuzz.ratio(_as_text(value), _as_text(reference))) / 100.0
+    score = similarity_score(_as_text(value), _as_text(reference))
     passed = score >= threshold
-    message = "" if passed else f"similarity {score:.3f} < threshold {threshold:g} against {fmt(reference)}"
-    return Check(passed, message, score=score, threshold=threshold, metric_kind="levenshtein")
+    message = (
+        ""
+        if passed
+        else f"{SIMILARITY_METHOD} similarity {score:.3f} < threshold {threshold:g} against {fmt(reference)}"
+    )
+    details = {"method": SIMILARITY_METHOD, "definition": SIMILARITY_DEFINITION}
+    return Check(passed, message, score=score, threshold=threshold, metric_kind=SIMILARITY_METHOD, details=details)
 
 
 def _length(cond: Mapping[str, Any], found: bool, value: Any, j: Judgements) -> Check:
@@ -262,27 +285,30 @@ def _items(kind: str) -> Evaluator:
             raise type_error(kind, "an array", value)
         failing: list[int] = []
         first_message = ""
+        notes: dict[str, None] = {}  # the inner checks' notes (a simulated judge), each once
         for index, item in enumerate(value):
             try:
                 result = check_condition(inner, True, item, j)
             except Blocked as exc:
                 details = {"item_index": index, **exc.details}
                 raise Blocked(exc.code, f"item {index}: {exc.message}", details) from exc
+            notes.update(dict.fromkeys(result.notes))
             if not result.passed:
                 failing.append(index)
                 first_message = first_message or result.message
         if want_all:
             if not failing:
-                return Check(True)
+                return Check(True, notes=tuple(notes))
             return Check(
                 False,
                 f"{len(failing)} of {len(value)} items fail (first: item {failing[0]}: {first_message})",
                 details={"failing_item_indexes": failing},
+                notes=tuple(notes),
             )
         if len(failing) < len(value):
-            return Check(True)
+            return Check(True, notes=tuple(notes))
         suffix = f" (item 0: {first_message})" if value else ""
-        return Check(False, f"none of the {len(value)} items matches{suffix}")
+        return Check(False, f"none of the {len(value)} items matches{suffix}", notes=tuple(notes))
 
     return evaluate
 

@@ -7,10 +7,12 @@ from typing import Any
 
 from orchestrator.core.assertions.common import (
     MISSING,
+    SIMULATED_JUDGE,
     Blocked,
     Check,
     Evaluator,
     JudgeKey,
+    Judgement,
     Judgements,
     canonical_json,
     fmt,
@@ -76,6 +78,11 @@ def judge_key(cond: Mapping[str, Any], value: Any) -> JudgeKey:
     return JudgeKey(rubric=rubric, expected_label=label, value_json=canonical_json(value))
 
 
+def judge_note(rubric: str, judgement: Judgement) -> str:
+    """The line every verdict of the simulated judge carries, pass or fail (result warnings)."""
+    return f"llm judgement of {rubric!r} by the simulated engine, not a language model: {judgement.reasoning}"
+
+
 def llm_evaluator(negate: bool) -> Evaluator:
     def evaluate(cond: Mapping[str, Any], found: bool, value: Any, j: Judgements) -> Check:
         key = judge_key(cond, value)
@@ -86,17 +93,26 @@ def llm_evaluator(negate: bool) -> Evaluator:
                 "no LLM judgement is available for this assertion",
                 {"rubric": key.rubric},
             )
-        label_ok = key.expected_label is None or judgement.label.strip().lower() == (key.expected_label.strip().lower())
-        judged = judgement.passed and label_ok
+        simulated = judgement.engine == SIMULATED_JUDGE
         details = {
             "label": judgement.label,
             "judge_passed": judgement.passed,
             "reasoning": judgement.reasoning,
+            "engine": judgement.engine or None,
+            "simulated": simulated,
         }
+        who = "the simulated judge (keyword rules, not a language model)" if simulated else "the judge"
+        if not judgement.decided:
+            raise Blocked("judge_undecided", f"{who} could not decide: {judgement.reasoning}", details)
+        notes = (judge_note(key.rubric, judgement),) if simulated else ()
+        metric = "simulated_judge" if simulated else "llm_judge"
+        label_ok = key.expected_label is None or judgement.label.strip().lower() == (key.expected_label.strip().lower())
+        judged = judgement.passed and label_ok
         if judged != negate:
-            return Check(True, details=details)
+            return Check(True, details=details, metric_kind=metric, notes=notes)
         target = f"label {key.expected_label!r}" if key.expected_label else "the rubric"
         verb = "was judged as" if negate else "was not judged as"
-        return Check(False, f"value {verb} {target} (judge label {judgement.label!r})", details=details)
+        message = f"value {verb} {target} by {who} (judge label {judgement.label!r}): {judgement.reasoning}"
+        return Check(False, message, details=details, metric_kind=metric, notes=notes)
 
     return evaluate

@@ -37,10 +37,15 @@ def join_path(base: str, part: str) -> str:
     return f"{base}.{part}" if base else part
 
 
+Sources = list[str | None] | None  # per voter, the path its value came from (None: not tracked)
+
+
 @dataclass
 class _Ctx:
     n: int
     rows: list[VoteRow] = field(default_factory=list)
+    # Tracked for POST /v1/consensus's alignment only: per consensus row, where each voter's value was.
+    sources: list[list[str | None]] | None = None
 
     def add_row(
         self,
@@ -50,7 +55,10 @@ class _Ctx:
         votes: list[Any],
         present: Sequence[bool],
         score: float,
+        src: Sources = None,
     ) -> None:
+        if self.sources is not None and path is not None:
+            self.sources.append([s if p else None for s, p in zip(src or [None] * self.n, present, strict=True)])
         count = sum(present)
         self.rows.append(
             VoteRow(
@@ -96,6 +104,7 @@ def _vote(
     target: str,
     path: str,
     schema: Mapping[str, Any] | None,
+    src: Sources = None,
     *,
     root: bool = False,
 ) -> tuple[Any, Any]:
@@ -106,13 +115,13 @@ def _vote(
     kinds = {kind_of(v) for v in non_null}
     structured = root or len(non_null) >= none_count
     if kinds == {"object"} and structured:
-        return _vote_object(ctx, values, present, target, path, schema)
+        return _vote_object(ctx, values, present, target, path, schema, src)
     if kinds == {"array"} and structured:
-        return _vote_list(ctx, values, present, target, path, schema)
+        return _vote_list(ctx, values, present, target, path, schema, src)
     consensus, support = vote_leaf(here)
     likelihood = support / ctx.n
     votes = [v if p else None for v, p in zip(values, present, strict=True)]
-    ctx.add_row(target, path, consensus, votes, present, likelihood)
+    ctx.add_row(target, path, consensus, votes, present, likelihood, src)
     return consensus, likelihood
 
 
@@ -123,6 +132,7 @@ def _vote_object(
     target: str,
     path: str,
     schema: Mapping[str, Any] | None,
+    src: Sources,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     has_obj = [p and isinstance(v, dict) for v, p in zip(values, present, strict=True)]
     dicts = [v for v, h in zip(values, has_obj, strict=True) if h]
@@ -130,8 +140,9 @@ def _vote_object(
     likelihoods: dict[str, Any] = {}
     for key in _ordered_keys(dicts, schema):
         child = [v.get(key) if h else None for v, h in zip(values, has_obj, strict=True)]
+        child_src = None if src is None else [join_path(s, key) if s is not None else None for s in src]
         value[key], likelihoods[key] = _vote(
-            ctx, child, has_obj, join_path(target, key), join_path(path, key), _sub_schema(schema, key)
+            ctx, child, has_obj, join_path(target, key), join_path(path, key), _sub_schema(schema, key), child_src
         )
     return value, likelihoods
 
@@ -143,6 +154,7 @@ def _vote_list(
     target: str,
     path: str,
     schema: Mapping[str, Any] | None,
+    src: Sources,
 ) -> tuple[list[Any], list[Any]]:
     lists = [v if p and isinstance(v, list) else None for v, p in zip(values, present, strict=True)]
     participants = sum(present)
@@ -159,14 +171,19 @@ def _vote_list(
     for row in kept:
         item_path = join_path(path, str(len(value)))
         item_present = [idx is not None for idx in row]
+        item_src = None if src is None else [_item_path(s, i) for s, i in zip(src, row, strict=True)]
         item_value, item_likelihood = _vote(
-            ctx, _row_items(lists, row), item_present, item_target, item_path, item_schema
+            ctx, _row_items(lists, row), item_present, item_target, item_path, item_schema, item_src
         )
         value.append(item_value)
         likelihoods.append(item_likelihood)
     for row in left_out:
         _dissent(ctx, _row_items(lists, row), [idx is not None for idx in row], item_target)
     return value, likelihoods
+
+
+def _item_path(base: str | None, index: int | None) -> str | None:
+    return join_path(base, str(index)) if base is not None and index is not None else None
 
 
 def _row_items(lists: Sequence[Sequence[Any] | None], row: Sequence[int | None]) -> list[Any]:
@@ -200,9 +217,19 @@ def _dissent(ctx: _Ctx, values: Sequence[Any], present: Sequence[bool], target: 
 
 def reduce_extract(passes: Sequence[Any], schema: Mapping[str, Any] | None) -> tuple[Any, Any, list[VoteRow], float]:
     """Return (value, likelihoods, rows, score) for at least one non-failed pass."""
-    ctx = _Ctx(n=len(passes))
+    value, likelihoods, rows, score, _ = reduce_extract_traced(passes, schema, trace=False)
+    return value, likelihoods, rows, score
+
+
+def reduce_extract_traced(
+    passes: Sequence[Any], schema: Mapping[str, Any] | None, *, trace: bool = True
+) -> tuple[Any, Any, list[VoteRow], float, list[list[str | None]]]:
+    """`reduce_extract`, plus (with `trace`) for each row that has a path, in row order, the path each
+    voter's value had in its own output (None where it had none): the alignment of POST /v1/consensus."""
+    ctx = _Ctx(n=len(passes), sources=[] if trace else None)
     present = [p is not None for p in passes]
-    value, likelihoods = _vote(ctx, passes, present, "", "", schema, root=True)
+    src: Sources = [""] * len(passes) if trace else None
+    value, likelihoods = _vote(ctx, passes, present, "", "", schema, src, root=True)
     scored = [row["score"] for row in ctx.rows if row["path"] is not None]
     score = math.fsum(scored) / len(scored) if scored else 1.0
-    return value, likelihoods, ctx.rows, score
+    return value, likelihoods, ctx.rows, score, ctx.sources or []

@@ -10,8 +10,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -22,7 +21,6 @@ from orchestrator.ids import canonical_json as canonical_json
 
 NUMBER_REL_TOL = 0.03
 STRING_SIM_THRESHOLD = 0.9
-_MAX_DECIMALS = 10
 
 _PUNCT = re.compile(r"[^\w\s]|_")
 _SPACES = re.compile(r"\s+")
@@ -68,11 +66,29 @@ def _views(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=8192)
+def digits_and_letters(text: str) -> tuple[str, str]:
+    """The digits-only and the letters-only (case-folded) views of spec §4.3 ("PO-123" → ("123", "po"))."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(c for c in folded if c.isdecimal()), "".join(c for c in folded if c.isalpha())
+
+
+@lru_cache(maxsize=8192)
 def strings_agree(a: str, b: str) -> bool:
+    """Equal under one of the views of spec §4.3, or Levenshtein-close once normalised.
+
+    The digits-only and letters-only views count together (both must agree): either alone would make
+    "Invoice 1001" equal "Invoice 1002", or "PO 123" equal "SO 123". Together they equate spellings that
+    differ only in separators, spacing and case ("PO 123", "PO-123", "po123"; "(555) 123-4567" and
+    "555.123.4567"). Known cost: "1.5" and "15" agree as strings (numbers are voted as numbers).
+    Levenshtein closeness forgives typos in words only: strings whose digits differ are different
+    identifiers, dates or amounts however close their spelling ("Invoice 1001" vs "Invoice 1002")."""
     if any(x == y for x, y in zip(_views(a), _views(b), strict=True)):
         return True
+    (da, la), (db, lb) = digits_and_letters(a), digits_and_letters(b)
+    if da == db and (da or la) and la == lb:
+        return True
     na, nb = normalise_text(a), normalise_text(b)
-    return bool(na and nb) and Levenshtein.normalized_similarity(na, nb) >= STRING_SIM_THRESHOLD
+    return da == db and bool(na and nb) and Levenshtein.normalized_similarity(na, nb) >= STRING_SIM_THRESHOLD
 
 
 def string_similarity(a: str, b: str) -> float:
@@ -107,11 +123,6 @@ def similarity(a: Any, b: Any) -> float:
     return 1.0 if canonical_json(a) == canonical_json(b) else 0.0
 
 
-def _decimals(value: float) -> int:
-    exponent = Decimal(repr(value)).as_tuple().exponent
-    return min(_MAX_DECIMALS, -exponent) if isinstance(exponent, int) and exponent < 0 else 0
-
-
 def _exact_representative(members: Sequence[int | float]) -> int | float:
     """One value standing for several equal numbers (5 and 5.0 → 5.0; only ints → int)."""
     if all(isinstance(m, int) for m in members):
@@ -120,14 +131,15 @@ def _exact_representative(members: Sequence[int | float]) -> int | float:
 
 
 def vote_numbers(values: Sequence[int | float]) -> tuple[int | float, int]:
-    """Return (consensus, support) for non-empty numeric votes.
+    """Return (consensus, support) for non-empty numeric votes. The consensus is always a value some
+    pass gave: extraction must never report a number nobody read in the document.
 
-    Decision (brief + issue): exactly-equal values are grouped first, and if one exact group holds a
-    strict majority of the numeric votes it wins as is, so [1234.56, 1234.56, 1243.56] gives 1234.56
-    with support 2 although the outlier is within the 3 % tolerance. Only without an exact majority are
-    numbers clustered with the 3 % rule: star clusters around each distinct value, the largest wins
-    (ties: smaller spread, then smaller centre), and the value is the cluster mean rounded to the
-    most decimals among its members (ints stay ints); a cluster of equal values returns that value.
+    An exact group holding a strict majority of the votes wins as is, so [1234.56, 1234.56, 1243.56]
+    gives 1234.56 with support 2 although the outlier is within the 3 % tolerance. Otherwise numbers are
+    clustered with the 3 % rule: star clusters around each distinct value, the largest wins (ties:
+    smaller spread, then smaller centre), and its value is the cluster's most frequent exact value (ties:
+    the medoid, then the smaller value). The support (hence the likelihood) is the whole cluster's size:
+    [210.09, 210.53, 217.02, 227.55, 217.02] gives 217.02 with support 4 (never their mean, 213.67).
     """
     groups: dict[float, list[int | float]] = {}
     for v in values:
@@ -137,18 +149,28 @@ def vote_numbers(values: Sequence[int | float]) -> tuple[int | float, int]:
         return _exact_representative(groups[best_exact]), len(groups[best_exact])
 
     best: tuple[int, float, float] | None = None
-    best_members: list[int | float] = []
+    best_members: list[float] = []
     for centre in sorted(groups):
-        members = [v for k in sorted(groups) if numbers_close(k, centre) for v in groups[k]]
-        keyed = (-len(members), max(members) - min(members), centre)
+        members = [k for k in sorted(groups) if numbers_close(k, centre)]
+        size = sum(len(groups[k]) for k in members)
+        keyed = (-size, members[-1] - members[0], centre)
         if best is None or keyed < best:
             best, best_members = keyed, members
-    if len({float(m) for m in best_members}) == 1:
-        return _exact_representative(best_members), len(best_members)
-    mean = math.fsum(float(m) for m in best_members) / len(best_members)
-    if all(isinstance(m, int) for m in best_members):
-        return round(mean), len(best_members)
-    return round(mean, max(_decimals(float(m)) for m in best_members)), len(best_members)
+    assert best is not None
+    chosen = cluster_value({k: len(groups[k]) for k in best_members})
+    return _exact_representative(groups[chosen]), -best[0]
+
+
+def cluster_value(counts: Mapping[float, int]) -> float:
+    """The most frequent exact value of a cluster ({value: how many voted it}); ties: the medoid (the
+    least total distance to every member), then the smaller value."""
+    top = max(counts.values())
+    tied = [k for k in sorted(counts) if counts[k] == top]
+
+    def spread(k: float) -> float:
+        return math.fsum(c * abs(k - other) for other, c in counts.items())
+
+    return min(tied, key=lambda k: (spread(k), k))
 
 
 def vote_strings(values: Sequence[str]) -> tuple[str, int]:

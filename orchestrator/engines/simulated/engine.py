@@ -12,6 +12,8 @@ config key `simulation`:
 * `error_rate`: the pass fails permanently (`simulated_error`) on every attempt, with that probability.
 * `disagreement`: per leaf field / classifier decision / split page, the probability that this pass
   perturbs the value. All passes, including pass 0, are treated alike.
+
+The timing options are left out of the seed: the same block is as deterministic at any speed.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from orchestrator.engines.simulated.rules import (
     content_words,
     extract_from_json,
     extract_from_text,
-    judge_words,
+    judge_keywords,
     properties,
     resolve,
     schema_type,
@@ -53,6 +55,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 _PREFERRED_HANDLES = ("input-file-document", "document", "input-file-0")
 _RATE_KEYS = ("transient_error_rate", "error_rate", "disagreement")
+_TIMING_KEYS = ("latency_ms", "jitter_ms")
 _FILLER_STRINGS = ("N/A", "unknown", "see attached", "TBD", "pending")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _NO_RATES = dict.fromkeys(_RATE_KEYS, 0.0)
@@ -105,7 +108,7 @@ class SimulatedEngine:
                 canonical_json(
                     {
                         "inputs": {h: _identity(v) for h, v in request.inputs.items()},
-                        "config": config,
+                        "config": _outcome_config(config),
                         "pass": request.pass_index,
                         "seed": request.seed,
                     }
@@ -153,17 +156,19 @@ class SimulatedEngine:
 
     async def judge(self, request: JudgeRequest) -> JudgeAnswer:
         canonical = canonical_json(request.value).decode()
-        passed, found, missing = judge_words(request.rubric, request.value, canonical)
+        verdict = judge_keywords(request.rubric, request.value, canonical)
         expected = request.expected_label
-        if expected is None:
-            label = "pass" if passed else "fail"
+        if not verdict.decided:
+            label = "undecided"
+        elif expected is None:
+            label = "pass" if verdict.passed else "fail"
         else:
-            label = expected if passed else f"not_{expected}"
-        reasoning = (
-            f"simulated: {len(found)}/{len(found) + len(missing)} rubric words found"
-            f" (found: {', '.join(found) or '-'}; missing: {', '.join(missing) or '-'})"
+            label = expected if verdict.passed else f"not_{expected}"
+        # Every answer says what made it: a keyword rule, never a language model.
+        reasoning = f"simulated: keyword judge, not a language model; {verdict.reason}"
+        return JudgeAnswer(
+            label=label, passed=verdict.passed, reasoning=reasoning, engine=self.name, decided=verdict.decided
         )
-        return JudgeAnswer(label=label, passed=passed, reasoning=reasoning, engine=self.name)
 
     async def aclose(self) -> None:
         return None
@@ -234,6 +239,15 @@ class SimulatedEngine:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _outcome_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The config as far as outputs depend on it: timing options only change when a pass ends, so a
+    block (the demo's) can be made slower or faster without changing a single output or verdict."""
+    sim = config.get("simulation")
+    if isinstance(sim, Mapping) and any(k in sim for k in _TIMING_KEYS):
+        return {**config, "simulation": {k: v for k, v in sim.items() if k not in _TIMING_KEYS}}
+    return config
 
 
 def _options(config: Mapping[str, Any]) -> tuple[float, float, dict[str, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Schema = Mapping[str, Any]
@@ -330,10 +331,60 @@ def best_label(text_words: set[str], labels: Sequence[tuple[str, str]]) -> tuple
     return best, best_shared
 
 
-def judge_words(rubric: str, value: Any, canonical: str) -> tuple[bool, list[str], list[str]]:
-    """Keyword judge: passed when at least half of the rubric's content words occur in the value."""
-    words = sorted({w for w in content_words(rubric) if len(w) >= 4})
+_NEGATION = re.compile(r"\b(?:not|no|never|none|without|neither|nor|cannot)\b|n't\b")
+_JUDGE_SKIP = STOP_WORDS | {"isn", "aren", "wasn", "weren", "doesn", "don", "didn", "hasn", "haven", "won", "can"}
+
+
+@dataclass(frozen=True)
+class KeywordVerdict:
+    """What the keyword judge concluded: `decided` False when keyword rules cannot say (the runner then
+    blocks the assertion instead of passing it)."""
+
+    decided: bool
+    passed: bool
+    reason: str
+
+
+def _judge_terms(text: str) -> list[str]:
+    return sorted({w for w in _WORD.findall(text) if len(w) >= 2 and w not in _JUDGE_SKIP})
+
+
+def judge_keywords(rubric: str, value: Any, canonical: str) -> KeywordVerdict:
+    """A keyword judge, deterministic and offline. Never a language model, and it says so.
+
+    * No negation: passed when at least half of the rubric's terms occur in the value, failed when
+      none does, undecided in between (some evidence, not enough).
+    * One negation ("the vendor is NOT Acme"): the terms after it are what the value must not contain;
+      failed when one occurs, passed when none does. The words before it name the subject.
+    * Undecided: a rubric with no term to look for, more than one negation, or nothing after the negation.
+    """
+    text = rubric.lower()
     haystack = (value if isinstance(value, str) else canonical).lower()
-    found = [w for w in words if w in haystack]
-    missing = [w for w in words if w not in haystack]
-    return 2 * len(found) >= len(words), found, missing
+    words = set(_WORD.findall(haystack))
+
+    def occurs(term: str) -> bool:
+        return term in words or (len(term) >= 4 and term in haystack)
+
+    cues = list(_NEGATION.finditer(text))
+    if len(cues) > 1:
+        return KeywordVerdict(False, False, f"{len(cues)} negations in the rubric; keyword rules cannot weigh them")
+    if cues:
+        claim = _judge_terms(text[cues[0].end() :])
+        if not claim:
+            return KeywordVerdict(False, False, "the rubric negates nothing a keyword can find")
+        present = [t for t in claim if occurs(t)]
+        if present:
+            return KeywordVerdict(True, False, f"negated term(s) found in the value: {', '.join(present)}")
+        return KeywordVerdict(True, True, f"none of the negated term(s) occur in the value: {', '.join(claim)}")
+    terms = _judge_terms(text)
+    if not terms:
+        return KeywordVerdict(False, False, "the rubric has no term a keyword judge can look for")
+    found = [t for t in terms if occurs(t)]
+    missing = [t for t in terms if not occurs(t)]
+    listed = f"found: {', '.join(found) or '-'}; missing: {', '.join(missing) or '-'}"
+    summary = f"{len(found)}/{len(terms)} rubric terms found ({listed})"
+    if 2 * len(found) >= len(terms):
+        return KeywordVerdict(True, True, summary)
+    if not found:
+        return KeywordVerdict(True, False, summary)
+    return KeywordVerdict(False, False, summary + "; too little evidence either way")
