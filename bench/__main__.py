@@ -1,9 +1,11 @@
-"""`python -m bench [--quick] [--peers] [--only a,b] [--out DIR]`: run the measurements, write the report."""
+"""`python -m bench [--quick] [--peers] [--workers 1,2] [--db postgresql://…] [--only a,b] [--out DIR]`: run
+the measurements, write the report."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -13,23 +15,28 @@ from typing import Any
 
 import anyio
 
-from bench import fairness, latency, peers, report, throughput
+from bench import cluster, efficiency, fairness, latency, peers, report, throughput
 from bench.stats import SCALES, Scale
 
-SECTIONS = ("throughput", "latency", "stuck", "fairness", "peers")
+SECTIONS = ("throughput", "latency", "stuck", "fairness", "efficiency", "peers", "cluster")
 Measure = Callable[[Scale, Callable[[str], None]], Awaitable[Any]]
 
 
-def _measures() -> dict[str, Measure]:
+def _measures(db: str = "") -> dict[str, Measure]:
     async def lat(scale: Scale, log: Callable[[str], None]) -> dict[str, Any]:
         return {"rows": await latency.measure_latency(scale, log)}
+
+    async def pg(scale: Scale, log: Callable[[str], None]) -> dict[str, Any]:
+        return await cluster.measure(scale, db, log)
 
     return {
         "throughput": throughput.measure,
         "latency": lat,
         "stuck": latency.measure_stuck,
         "fairness": fairness.measure,
+        "efficiency": efficiency.measure,
         "peers": peers.measure,
+        "cluster": pg,
     }
 
 
@@ -39,8 +46,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peers", action="store_true", help="also run Inspect AI and promptfoo on the same workload")
     p.add_argument("--only", default="", help=f"comma-separated sections to run: {', '.join(SECTIONS)}")
     p.add_argument("--scale", choices=sorted(SCALES), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated runner process counts (`serve --workers W`): throughput, feed latency, fairness"
+        " and efficiency are reported for each; the stuck-subscriber and peers sections use the largest",
+    )
     p.add_argument("--reps", type=int, default=0, help="repetitions per figure (default: the scale's)")
     p.add_argument("--out", default="bench-results", help="folder for latest.md and latest.json")
+    p.add_argument(
+        "--db",
+        default="",
+        help="a postgresql:// URL (a user that may create databases): adds the `cluster` section — throughput"
+        " with 1, 2, 4 workers next to SQLite, feed latency across API nodes, kill -9 of a worker",
+    )
     return p.parse_args(argv)
 
 
@@ -50,17 +69,30 @@ def chosen(args: argparse.Namespace) -> list[str]:
         unknown = sorted(set(names) - set(SECTIONS))
         if unknown:
             raise SystemExit(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+        if "cluster" in names and not getattr(args, "db", ""):
+            raise SystemExit("the cluster section needs --db postgresql://…")
         return names
-    return [n for n in SECTIONS if n != "peers" or args.peers]
+    return [n for n in SECTIONS if (n != "peers" or args.peers) and (n != "cluster" or getattr(args, "db", ""))]
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise SystemExit(f"--workers takes comma-separated counts, like 1,2 (got {text!r})") from None
+    if not counts or min(counts) < 1:
+        raise SystemExit("--workers needs at least one count, each ≥ 1")
+    return counts
 
 
 async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     scale = SCALES[args.scale or ("quick" if args.quick else "full")]
-    if args.reps:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if args.reps:
         scale = replace(scale, reps=args.reps)
-    measures = _measures()
+    scale = replace(scale, workers=worker_counts(getattr(args, "workers", "1,2")))
+    measures = _measures(getattr(args, "db", ""))
     results: dict[str, Any] = {}
     for name in chosen(args):
         print(f"== {name} ({scale.name})", flush=True)
@@ -80,6 +112,7 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command = "scripts/bench" + ("".join(" " + shlex.quote(a) for a in sys.argv[1:]) if argv is None else "")
+    command = re.sub(r"(postgres(?:ql)?://[^:/@\s]+:)[^@\s]+@", r"\1***@", command)  # no password in the report
     sections = anyio.run(run, args, command)
     scale = args.scale or ("quick" if args.quick else "full")
     results = report.write(Path(args.out), scale, sections)

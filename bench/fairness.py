@@ -2,7 +2,10 @@
 
 Each probe creates a run of an already-created small experiment and times `POST …/runs` → arrival of
 `run.finished` on that run's feed. Solo probes run first on the idle server; loaded probes are spread
-over the big run while it is in progress (a probe that ends after the big run does not count).
+over the big run while it is in progress (a probe that ends after the big run does not count). Measured
+for each worker count, with a zero-latency engine (a user's Python function: pure CPU) and with a 50 ms
+one (a model). With an engine that waits, the big run is cancelled once the probes are done: its whole
+length (50,000 × 5 passes × 50 ms / 64 slots ≈ 3 minutes) would measure nothing more.
 """
 
 from __future__ import annotations
@@ -28,16 +31,28 @@ async def _probe(api: Api, experiment_id: str) -> float:
 
 
 async def measure(scale: Scale, log: Any = print) -> dict[str, Any]:
-    async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+    rows = []
+    for latency_ms in scale.fairness_latency_ms:
+        for w in scale.workers:
+            rows.append(await _one(scale, w, latency_ms, log))
+    return {"rows": rows}
+
+
+async def _one(scale: Scale, workers: int, latency_ms: int, log: Any) -> dict[str, Any]:
+    simulation = {"latency_ms": latency_ms} if latency_ms else None
+    async with running_server(scale.concurrency, workers=workers) as srv, aiohttp.ClientSession() as session:
         api = Api(srv.url, session)
         # One experiment per probe: an experiment accepts one in-flight run at a time.
-        smalls = [await api.experiment(scale.fairness_small, n_consensus=scale.passes) for _ in range(2)]
+        smalls = [
+            await api.experiment(scale.fairness_small, n_consensus=scale.passes, simulation=simulation)
+            for _ in range(2)
+        ]
         solo: list[float] = []
         for i in range(scale.fairness_probes + 1):
             s = await _probe(api, smalls[i % 2])
             if i:  # the first run warms caches and code paths
                 solo.append(s)
-        big_exp = await api.experiment(scale.fairness_big, n_consensus=scale.passes)
+        big_exp = await api.experiment(scale.fairness_big, n_consensus=scale.passes, simulation=simulation)
         t0 = time.perf_counter()
         big_id = await api.start_run(big_exp)
         loaded: list[float] = []
@@ -68,14 +83,19 @@ async def measure(scale: Scale, log: Any = print) -> dict[str, Any]:
                 if big_done_at is None:
                     loaded.append(s)
                 await anyio.sleep(0.5)
+            if latency_ms and big_done_at is None:
+                await api.call("POST", f"/v1/workflows/experiments/runs/{big_id}/cancel")
         big_s = (big_done_at or time.perf_counter()) - t0
     solo_med, loaded_med = median(solo), median(loaded)
     log(
-        f"  fairness: {scale.fairness_small}-child run alone {solo_med * 1000:.0f} ms, during a"
-        f" {scale.fairness_big:,}-child run {loaded_med * 1000:.0f} ms (x{ratio(loaded_med, solo_med):.2f});"
-        f" big run {big_s:.1f} s"
+        f"  fairness workers={workers} engine {latency_ms} ms: {scale.fairness_small}-child run alone"
+        f" {solo_med * 1000:.0f} ms, during a {scale.fairness_big:,}-child run {loaded_med * 1000:.0f} ms"
+        f" (x{ratio(loaded_med, solo_med):.2f}); big run {big_s:.1f} s{' (cancelled)' if latency_ms else ''}"
     )
     return {
+        "workers": workers,
+        "latency_ms": latency_ms,
+        "big_cancelled": bool(latency_ms),
         "small": scale.fairness_small,
         "big": scale.fairness_big,
         "solo_ms": solo_med * 1000,

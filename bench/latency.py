@@ -34,9 +34,9 @@ MODES = ("all", "progress")
 
 
 async def _latency_once(
-    scale: Scale, transport: str, count: int, timeout_s: float, mode: str = "all"
+    scale: Scale, transport: str, count: int, timeout_s: float, mode: str = "all", workers: int | None = None
 ) -> dict[str, Any]:
-    async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+    async with running_server(scale.concurrency, workers=workers) as srv, aiohttp.ClientSession() as session:
         api = Api(srv.url, session)
         exp = await api.experiment(scale.latency_children, n_consensus=scale.passes)
         proc = await anyio.open_process(
@@ -79,18 +79,19 @@ async def _lines(stream: Any) -> Any:
 
 async def measure_latency(scale: Scale, log: Any = print) -> list[dict[str, Any]]:
     rows = []
-    for mode in MODES:
-        for count in scale.subscriber_counts:
-            for transport in TRANSPORTS:
-                rows.append(await _row(scale, transport, count, mode, log))
+    for workers in scale.workers:
+        for mode in MODES:
+            for count in scale.subscriber_counts:
+                for transport in TRANSPORTS:
+                    rows.append(await _row(scale, transport, count, mode, workers, log))
     return rows
 
 
-async def _row(scale: Scale, transport: str, count: int, mode: str, log: Any) -> dict[str, Any]:
-    label = transport if mode == "all" else f"{transport} progress"
+async def _row(scale: Scale, transport: str, count: int, mode: str, workers: int, log: Any) -> dict[str, Any]:
+    label = (transport if mode == "all" else f"{transport} progress") + f" workers={workers}"
     reps = []
     for rep in range(scale.reps):
-        r = await _latency_once(scale, transport, count, timeout_s=scale.latency_timeout_s, mode=mode)
+        r = await _latency_once(scale, transport, count, scale.latency_timeout_s, mode, workers)
         reps.append(r)
         log(
             f"  latency {label} x{count} rep {rep + 1}/{scale.reps}: p50 {r['p50_ms']:.1f} ms,"
@@ -102,6 +103,7 @@ async def _row(scale: Scale, transport: str, count: int, mode: str, log: Any) ->
             log(f"  latency {label} x{count}: not every subscriber saw the end within the limit")
             break
     return {
+        "workers": workers,
         "transport": transport,
         "mode": mode,
         "subscribers": count,
@@ -150,7 +152,8 @@ async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
     for rep in range(scale.reps):
         # Rotate the order each repetition so that drift in the machine's load does not favour one mode.
         for mode in modes[rep % 3 :] + modes[: rep % 3]:
-            async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+            workers = max(scale.workers)
+            async with running_server(scale.concurrency, workers=workers) as srv, aiohttp.ClientSession() as session:
                 api = Api(srv.url, session)
                 if mode == "none":
                     r = await one_run(srv, api, scale.stuck_children, scale.passes)
@@ -162,6 +165,7 @@ async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
                 log(f"  stuck subscriber rep {rep + 1}/{scale.reps} {mode}: {r['seconds']:.2f} s")
     base = median(times["none"])
     return {
+        "workers": max(scale.workers),
         "children": scale.stuck_children,
         "none_s": base,
         "sse_s": median(times["sse"]),

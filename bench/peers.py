@@ -197,7 +197,10 @@ def _version(tool: str) -> str:
 async def _ours(scale: Scale, n: int) -> dict[str, Any]:
     reps = []
     for _ in range(scale.reps):
-        async with running_server(scale.concurrency) as srv, aiohttp.ClientSession() as session:
+        async with (
+            running_server(scale.concurrency, workers=max(scale.workers)) as srv,
+            aiohttp.ClientSession() as session,
+        ):
             r = await one_run(srv, Api(srv.url, session), n, scale.passes)
             r["peak_rss_mb"] = max(srv.peak_rss_mb(), r["peak_rss_mb_create"])
             reps.append(r)
@@ -209,7 +212,7 @@ async def _ours(scale: Scale, n: int) -> dict[str, Any]:
         "peak_rss_mb": median([r["peak_rss_mb"] for r in reps]),
         "wall_s": median([r["seconds"] for r in reps]),
         "vs_ours": 1.0,
-        "note": "HTTP-created, awaited on the feed; server process RSS",
+        "note": f"HTTP-created, awaited on the feed, {max(scale.workers)} workers; API process RSS",
     }
 
 

@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class ServerProc:
     proc: Process
     url: str
     workdir: Path
+    workers: int = 0
+    worker_pids: list[int] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -75,7 +77,30 @@ class ServerProc:
             pass
 
     def cpu_s(self) -> float:
-        return cpu_seconds(self.pid)
+        return cpu_seconds(self.pid) + sum(cpu_seconds(pid) for pid in self.worker_pids)
+
+    async def find_workers(self, api: Api, expected: int) -> list[int]:
+        """The runner processes' pids, from `GET /v1/workers`, once `expected` of them beat (so their
+        memory and CPU can be read from /proc like the API process's)."""
+        with anyio.fail_after(60):
+            while True:
+                rows = (await api.call("GET", "/v1/workers"))["data"]
+                pids = sorted({int(w["pid"]) for w in rows if w.get("status") != "stopped"})
+                if len(pids) >= expected:
+                    self.worker_pids = pids
+                    return pids
+                await anyio.sleep(0.05)
+
+    def workers_peak_rss_mb(self) -> float:
+        """The largest peak RSS among the runner processes (each holds its own claims)."""
+        return max((_proc_status(pid, "VmHWM") / 1024 for pid in self.worker_pids), default=0.0)
+
+    def reset_workers_peak(self) -> None:
+        for pid in self.worker_pids:
+            try:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            except OSError:
+                pass
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -85,8 +110,12 @@ class ServerProc:
 
 
 @asynccontextmanager
-async def running_server(max_concurrency: int = 64, extra: tuple[str, ...] = ()) -> AsyncIterator[ServerProc]:
-    """Start `python -m orchestrator serve` on a fresh database in a temp dir; stop it with SIGTERM."""
+async def running_server(
+    max_concurrency: int = 64, extra: tuple[str, ...] = (), db: str | None = None, workers: int | None = None
+) -> AsyncIterator[ServerProc]:
+    """Start `python -m orchestrator serve` on `db` (default: a fresh SQLite file in a temp dir), with
+    `workers` runner processes (default: serve's own, one per core); stop it with SIGTERM. With workers
+    given, wait until they all beat, so a measurement never times their start."""
     with tempfile.TemporaryDirectory(prefix="orch-bench-") as tmp:
         workdir = Path(tmp)
         out = (workdir / "server.out").open("wb")
@@ -101,7 +130,7 @@ async def running_server(max_concurrency: int = 64, extra: tuple[str, ...] = ())
             "--port",
             "0",
             "--db",
-            str(workdir / "bench.db"),
+            db or str(workdir / "bench.db"),
             "--api-key",
             API_KEY,
             "--no-demo",
@@ -111,6 +140,7 @@ async def running_server(max_concurrency: int = 64, extra: tuple[str, ...] = ())
             str(256 * 1024 * 1024),
             "--log-level",
             "warning",
+            *(("--workers", str(workers)) if workers is not None else ()),
             *extra,
         ]
         proc = await anyio.open_process(cmd, stdout=out, stderr=err, cwd=ROOT)
@@ -124,7 +154,11 @@ async def running_server(max_concurrency: int = 64, extra: tuple[str, ...] = ())
                         if line.startswith("orchestrator listening on "):
                             url = line.split()[-1]
                     await anyio.sleep(0.05)
-            yield ServerProc(proc, url, workdir)
+            srv = ServerProc(proc, url, workdir, workers or 0)
+            if workers:
+                async with aiohttp.ClientSession() as session:
+                    await srv.find_workers(Api(url, session), workers)
+            yield srv
         finally:
             with anyio.CancelScope(shield=True):
                 if proc.returncode is None:

@@ -48,6 +48,15 @@ class Scale:
     latency_timeout_s: float = 120.0
     concurrency: int = 64
     passes: int = 5
+    # `--workers` (runner processes per server) and the engines the fairness and efficiency sections use
+    workers: tuple[int, ...] = (1, 2)
+    fairness_latency_ms: tuple[int, ...] = (0, 50)
+    efficiency_n: int = 2_000
+    efficiency_latency_ms: int = 20
+    # `--db postgresql://…` (bench.cluster): documents per throughput run, worker counts, kill -9 run size
+    cluster_n: int = 10_000
+    cluster_workers: tuple[int, ...] = (1, 2, 4)
+    kill_n: int = 2_000
 
 
 FULL = Scale(
@@ -74,6 +83,9 @@ QUICK = Scale(
     fairness_probes=3,
     peers_n=200,
     latency_timeout_s=60.0,
+    efficiency_n=500,
+    cluster_n=1_000,
+    kill_n=500,
 )
 SMOKE = Scale(
     name="smoke",
@@ -87,5 +99,9 @@ SMOKE = Scale(
     fairness_probes=1,
     peers_n=10,
     latency_timeout_s=60.0,
+    efficiency_n=20,
+    cluster_n=50,
+    cluster_workers=(1, 2),
+    kill_n=150,
 )
 SCALES = {s.name: s for s in (FULL, QUICK, SMOKE)}

@@ -10,7 +10,8 @@ own `ts` when the feed provides one. Loopback only; every loop is bounded by the
 The clock: `ts` is the server's commit time (time.time() at publish, right after the commit) and the
 arrival is time.time() here, when the chunk holding the event was read; both processes run on the same
 machine, so they share the wall clock and `arrival - ts` needs no synchronisation. MODE is `all` (every
-event) or `progress` (`?mode=progress`: coalesced run state, at most one event per run per 100 ms).
+event, in batched frames: `?batch=1`) or `progress` (`?mode=progress`: coalesced run state, at most one
+event per run per 100 ms).
 """
 
 from __future__ import annotations
@@ -83,14 +84,21 @@ class Followers:
         self.key = key
         self.transport = transport
         self.mode = mode
-        self.query = "?mode=progress" if mode == "progress" else ""
+        # Every-event subscribers take batched frames (one message per commit slice), as the page and
+        # the Python client do.
+        self.query = "?mode=progress" if mode == "progress" else "?batch=1"
         self.subs = [Sub() for _ in range(count)]
         self.target: str | None = None
         self.all_done = anyio.Event()
         self.all_connected = anyio.Event()
         self.settled = 0
 
-    def record(self, sub: Sub, event: dict[str, Any], arrival: float) -> None:
+    def record(self, sub: Sub, message: Any, arrival: float) -> None:
+        """One feed message: an event, or a batch of them (a JSON array)."""
+        for event in message if isinstance(message, list) else (message,):
+            self.record_one(sub, event, arrival)
+
+    def record_one(self, sub: Sub, event: dict[str, Any], arrival: float) -> None:
         kind = event.get("type")
         if kind == "lagged":
             sub.lagged += 1

@@ -16,10 +16,29 @@ from orchestrator.store.records import ChildFinish, ChildStart, FeedEvent
 
 log = logging.getLogger("orchestrator.runner")
 Item = tuple[str, Any]  # ("start", ChildStart) | ("finish", ChildFinish)
+SHARED_BATCH = 32  # most children per transaction while several runs are active
 
 
 def run_of(item: Item) -> str:
     return str(item[1].run_id)
+
+
+def choose_batch(backlog: deque[Item], limit: int, *, shared: bool, remaining: Callable[[str], int]) -> list[Item]:
+    """One run alone: the oldest `limit` items. Several runs (`shared`, or several in the backlog): a
+    short transaction (every write of a small run, from its creation to its last finish, queues behind
+    the batch in progress on the database lock), filled with the runs closest to their end first (by
+    `remaining`), so a small run's last children do not wait behind hundreds of a big run's."""
+    runs = {run_of(item) for item in backlog}
+    if len(runs) > 1 or shared:
+        limit = min(limit, SHARED_BATCH)
+    if len(runs) > 1:
+        order = sorted(runs, key=remaining)
+        rank = {run_id: i for i, run_id in enumerate(order)}
+        # stable sort: each run's items keep their order (a child's start before its finish)
+        ranked = sorted(backlog, key=lambda item: rank[run_of(item)])
+        backlog.clear()
+        backlog.extend(ranked)
+    return [backlog.popleft() for _ in range(min(limit, len(backlog)))]
 
 
 async def group_commit(

@@ -42,6 +42,11 @@ class RunContext:
     def n_for(self, block: Row) -> int:
         return planning.effective_n(block.get("config"), self.run.get("n_consensus"))
 
+    @property
+    def passes_per_child(self) -> int:
+        """The most passes one of this run's children asks for: the slots a started child reserves."""
+        return max((self.n_for(b) for b in self.blocks.values()), default=1)
+
 
 async def prepare(store: Store, run: RunRecord) -> RunContext:
     """Resolve the run against the CURRENT draft (spec §2.7: runs execute the draft).

@@ -23,7 +23,7 @@ from orchestrator.engines.ratelimit import backoff_delay
 from orchestrator.engines.router import EngineRouter
 from orchestrator.ids import ms_between, now_iso
 from orchestrator.runner.context import DocumentCache, RunContext, resolve_inputs
-from orchestrator.runner.fair import FairLimiter
+from orchestrator.runner.fair import FairLimiter, Reservation
 from orchestrator.settings import Settings
 from orchestrator.store.records import ChildFinish, ClaimedChild, Row
 
@@ -75,7 +75,13 @@ class Executor:
         self.reduce_threads = anyio.CapacityLimiter(REDUCE_THREADS)
 
     async def _one_pass(
-        self, key: str, request: PassRequest, stats: Counter[str], *, immediate: bool = False
+        self,
+        key: str,
+        request: PassRequest,
+        stats: Counter[str],
+        ticket: Reservation | None,
+        *,
+        immediate: bool = False,
     ) -> PassResult:
         # asyncio-native on purpose (hot path, once per pass): anyio's fail_after / task groups cost
         # a sniffio lookup and a cancel scope each, ~40% of the loop under load. An anyio CancelScope
@@ -86,6 +92,8 @@ class Executor:
         while True:
             try:
                 engine = self.router.resolve(model_of(request.config))
+                if ticket is not None and attempt == 0:
+                    ticket.take()  # from here on this pass counts as queued or in use
                 await limiter.acquire(key)
                 try:
                     if immediate:  # it cannot outlast a timeout: it never waits
@@ -93,7 +101,7 @@ class Executor:
                     async with asyncio.timeout(timeout_s):
                         return PassResult(await engine.run_pass(request), None, attempt + 1)
                 finally:
-                    limiter.release()
+                    limiter.release(key)
             except TimeoutError:
                 err = EngineError(
                     kind="timeout",
@@ -113,7 +121,14 @@ class Executor:
             attempt += 1
 
     async def _passes(
-        self, key: str, block: Row, inputs: dict[str, HandleValue], n: int, seed: int, stats: Counter[str]
+        self,
+        key: str,
+        block: Row,
+        inputs: dict[str, HandleValue],
+        n: int,
+        seed: int,
+        stats: Counter[str],
+        ticket: Reservation | None,
     ) -> list[PassResult]:
         config = dict(block.get("config") or {})
         requests = [
@@ -129,15 +144,15 @@ class Executor:
             for i in range(n)
         ]
         if n == 1:
-            return [await self._one_pass(key, requests[0], stats)]
+            return [await self._one_pass(key, requests[0], stats, ticket)]
         if self._immediate(config):
             # Nothing to overlap: one after the other in this task, no task or timeout per pass.
-            return [await self._one_pass(key, r, stats, immediate=True) for r in requests]
+            return [await self._one_pass(key, r, stats, ticket, immediate=True) for r in requests]
         # Structured: the group owns passes 1..n-1 and the current task runs pass 0 itself (one task
         # fewer per child). A cancelled child cancels this task, and the group then its passes.
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._one_pass(key, requests[i], stats)) for i in range(1, n)]
-            first = await self._one_pass(key, requests[0], stats)
+            tasks = [tg.create_task(self._one_pass(key, requests[i], stats, ticket)) for i in range(1, n)]
+            first = await self._one_pass(key, requests[0], stats, ticket)
         return [first, *(t.result() for t in tasks)]
 
     def _immediate(self, config: Mapping[str, Any]) -> bool:
@@ -148,7 +163,8 @@ class Executor:
         check = getattr(engine, "immediate", None)  # engines written before the method: assume they wait
         return bool(check(config)) if check is not None else False
 
-    async def execute(self, ctx: RunContext, child: ClaimedChild) -> ChildFinish:
+    async def execute(self, ctx: RunContext, child: ClaimedChild, ticket: Reservation | None = None) -> ChildFinish:
+        """`ticket`: the slots the scheduler reserved for this child's passes (the caller closes it)."""
         started = now_iso()
         stats: Counter[str] = Counter()
         block = ctx.block(child["block_id"])
@@ -174,7 +190,7 @@ class Executor:
         except EngineError as exc:
             return self._block_failure(ctx, child, base, block, exc)
         n = ctx.n_for(block)
-        results = await self._passes(base.run_id, block, inputs, n, int(ctx.run.get("seed") or 0), stats)
+        results = await self._passes(base.run_id, block, inputs, n, int(ctx.run.get("seed") or 0), stats, ticket)
         base.stats = dict(stats)
         outputs = [r.output.output if r.output else None for r in results]
         errors = [r.error for r in results if r.error]
@@ -243,7 +259,13 @@ class Executor:
                                 expected_label=key.expected_label,
                             )
                         )
-                out[key] = assertions.Judgement(label=answer.label, passed=answer.passed, reasoning=answer.reasoning)
+                out[key] = assertions.Judgement(
+                    label=answer.label,
+                    passed=answer.passed,
+                    reasoning=answer.reasoning,
+                    engine=answer.engine,
+                    decided=answer.decided,
+                )
             except (EngineError, TimeoutError):
                 continue  # a missing judgement makes the assertion blocked (judge_unavailable)
         return out
@@ -258,6 +280,8 @@ class Executor:
         fps: dict[str, str],
     ) -> ChildFinish:
         result["assertion_result"] = assertions.assertion_result_json(assertion, outcome)
+        if outcome.notes:
+            result["warnings"] = list(outcome.notes)
         result["verdict_summary"] = assertions.verdict_summary_json(assertion, outcome)
         base.verdict = outcome.outcome
         base.result = result

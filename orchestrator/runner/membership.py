@@ -51,6 +51,7 @@ class Membership:
         self.runner = runner
         self.live: list[str] = [runner.worker_id]
         self._poke = anyio.Event()
+        self._beat = anyio.Event()
 
     @property
     def worker_id(self) -> str:
@@ -60,6 +61,9 @@ class Membership:
         await self.store.workers.register(
             self.worker_id, host=socket.gethostname(), pid=os.getpid(), capacity=self.runner.capacity
         )
+        # The other workers beat at once and learn that their shares of the global limits shrank; else
+        # they would each run at the whole limit until their next beat.
+        self.store.signals.notify("workers")
 
     async def leave(self) -> None:
         """Children claimed but not finished go back to pending at once for the other workers (else
@@ -77,6 +81,11 @@ class Membership:
     def poke(self) -> None:
         """Look at the store again now (a run was created or cancelled in this process)."""
         self._poke.set()
+
+    def beat_now(self) -> None:
+        """The `workers` signal: a worker joined or left. Beat now, so the shares of the global limits
+        follow the live set before more passes start."""
+        self._beat.set()
 
     async def discover(self) -> None:
         """Find runs with children to hand out, and notice runs that ended elsewhere (cancelled through
@@ -110,6 +119,13 @@ class Membership:
         limits), and hand the children of dead workers and expired leases back to pending."""
         every = self.settings.heartbeat_s
         stale = max(3 * every, 1.0)
+        listener = self.store.signals.listen("workers", self.beat_now)
+        try:
+            await self._beat_forever(every, stale)
+        finally:
+            listener.close()
+
+    async def _beat_forever(self, every: float, stale: float) -> None:
         while True:
             try:
                 live = await self.store.workers.heartbeat(
@@ -124,4 +140,6 @@ class Membership:
                     self.poke()
             except Exception:
                 log.exception("worker %s heartbeat failed", self.worker_id)
-            await anyio.sleep(every)
+            with anyio.move_on_after(every):
+                await self._beat.wait()
+            self._beat = anyio.Event()

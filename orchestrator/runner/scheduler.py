@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -28,51 +27,24 @@ from orchestrator.core.lifecycle import TERMINAL, open_count
 from orchestrator.engines.router import EngineRouter
 from orchestrator.errors import NotFound
 from orchestrator.ids import new_id, now_iso
-from orchestrator.runner.commit import Item, commit_items, group_commit, run_of
-from orchestrator.runner.context import DocumentCache, RunContext, RunSetupError, prepare
+from orchestrator.runner.commit import Item, choose_batch, commit_items, group_commit
+from orchestrator.runner.context import DocumentCache, RunSetupError, prepare
 from orchestrator.runner.executor import Executor
-from orchestrator.runner.fair import FairLimiter
+from orchestrator.runner.fair import FairLimiter, Reservation
 from orchestrator.runner.maintenance import maintenance_loop
 from orchestrator.runner.membership import Membership, share
+from orchestrator.runner.pacing import Pacer
+from orchestrator.runner.pages import ActiveRun, min_page, next_page
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild
 
 log = logging.getLogger("orchestrator.runner")
-PAGE = 256  # the largest page of children claimed at once
-# Pages adapt to how fast a run's children go: a slow run claims about what this worker can run at once
-# (so the other workers get the rest), a fast one up to PAGE (fewer claim transactions). The next page is
-# claimed when the buffer falls under half a page, so workers never wait on it.
-FAST_PAGE_S = 0.2  # a page used up faster than this: double the next one
-SLOW_PAGE_S = 2.0  # slower than this: halve it
 DRAIN_S = 10.0  # at shutdown, how long finished children may take to be committed
-SHARED_BATCH = 32  # most children per transaction while several runs are active
-LAG_PROBE_S = 0.005  # the lag monitor sleeps this long and records how late it wakes up
-
-
-@dataclass(eq=False)
-class ActiveRun:
-    ctx: RunContext
-    buffer: deque[ClaimedChild] = field(default_factory=deque)
-    exhausted: bool = False
-    refilling: bool = False
-    page: int = PAGE
-    claimed_at: float = 0.0
-    in_flight: int = 0
-    scopes: set[anyio.CancelScope] = field(default_factory=set)
-    cancelled: bool = False
-
-    @property
-    def id(self) -> str:
-        return str(self.ctx.run["id"])
-
-
 
 
 class Scheduler:
-    def __init__(
-        self, settings: Settings, store: Store, router: EngineRouter, *, worker_id: str | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, router: EngineRouter, *, worker_id: str | None = None) -> None:
         self.settings = settings
         self.store = store
         self.router = router
@@ -82,15 +54,17 @@ class Scheduler:
         self.executor = Executor(settings, router, DocumentCache(store), self.limiter)
         self._runs: dict[str, ActiveRun] = {}
         self._order: deque[str] = deque()
-        self._work = anyio.Event()
+        self._work = anyio.Event()  # the lag monitor's wake-up when a run arrives
+        self._idle: deque[asyncio.Future[None]] = deque()  # pool coroutines with nothing to start
+        self._room_wanted = False  # a coroutine found no room under the limiter: wake one when there is
+        self.limiter.on_room = self._on_room
         self._starting: set[str] = set()
         self._cancelled_starting: set[str] = set()  # cancelled before they were registered
         self._work_tg: TaskGroup | None = None
         self._commit_tg: TaskGroup | None = None
         self._send: MemoryObjectSendStream[Item] | None = None
         self._recv: MemoryObjectReceiveStream[Item] | None = None
-        self._lag_s = 0.0  # last overshoot of the lag monitor's sleep: how long one loop turn takes
-        self._throttled = False  # _pick held a run back for lag: wake the workers when lag drops
+        self.pacer = Pacer(settings.max_loop_lag_ms, store)
         self._run_cap = settings.per_run_concurrency or 1 << 30  # this worker's share of the per-run cap
 
     # -- lifecycle of the scheduler itself
@@ -106,7 +80,7 @@ class Scheduler:
         for _ in range(max(1, self.settings.max_concurrency)):
             self._work_tg.start_soon(self._worker)
         if self.settings.max_loop_lag_ms > 0:
-            self._work_tg.start_soon(self._lag_monitor)
+            self._work_tg.start_soon(self.pacer.monitor, lambda: bool(self._runs), self._until_work, self._notify)
         if self.settings.event_retention_days > 0:
             self._work_tg.start_soon(maintenance_loop, self.store, self.settings.event_retention_days)
         self._work_tg.start_soon(self.membership.heartbeat)
@@ -217,7 +191,7 @@ class Scheduler:
         except RunSetupError as exc:
             await self._fail_run(run_id, exc.message, str(exc.details.get("error_code", "run_setup")), exc.details)
             return
-        page = self._first_page
+        page = min_page(self.limiter.total, ctx.passes_per_child)
         state, _event, rows = await self.store.children.start_run(
             run_id, page, owner=self.worker_id, lease_s=self.settings.lease_s
         )
@@ -226,25 +200,18 @@ class Scheduler:
         if open_count(state) == 0:  # nothing to run: no children, or all committed before a restart
             await self._finish(run_id)
             return
-        active = ActiveRun(
-            ctx, buffer=deque(rows), exhausted=len(rows) < page, page=page, claimed_at=time.monotonic()
-        )
+        active = ActiveRun(ctx, buffer=deque(rows), exhausted=len(rows) < page, page=page, claimed_at=time.monotonic())
         self._runs[run_id] = active
         if run_id not in self._order:
             self._order.append(run_id)
         self._notify()
 
-    @property
-    def _first_page(self) -> int:
-        return max(16, min(PAGE, 2 * self.limiter.total))
-
     async def _refill(self, active: ActiveRun) -> None:
         now = time.monotonic()
-        if now - active.claimed_at < FAST_PAGE_S:
-            active.page = min(PAGE, active.page * 2)
-        elif now - active.claimed_at > SLOW_PAGE_S:
-            active.page = max(self._first_page, active.page // 2)
+        smallest = min_page(self.limiter.total, active.ctx.passes_per_child)
+        active.page = next_page(active.taken, now - active.claimed_at, smallest, active.page)
         active.claimed_at = now
+        active.taken = 0
         try:
             rows = await self.store.children.claim(
                 active.id, active.page, owner=self.worker_id, lease_s=self.settings.lease_s
@@ -271,44 +238,48 @@ class Scheduler:
 
     # -- workers
     def _notify(self) -> None:
-        """Wake every idle worker; later waiters wait on a fresh event."""
+        """Work arrived: wake an idle coroutine (it passes the wake-up on while there is room; a wake-up
+        per coroutine at once would be a thundering herd on every refill)."""
         self._work.set()
         self._work = anyio.Event()
+        self._wake_one()
 
-    @property
-    def saturated(self) -> bool:
-        """The event loop is late: one turn takes longer than `max_loop_lag_ms`. Even for a run
-        alone: the next run's creation (HTTP request, preparation, first writes) goes through the
-        same loop, and finds it short only if it was kept short before that run existed."""
-        limit = self.settings.max_loop_lag_ms
-        return limit > 0 and self._lag_s * 1000 > limit
+    def _wake_one(self) -> None:
+        while self._idle:
+            idle = self._idle.popleft()
+            if not idle.done():
+                idle.set_result(None)
+                return
 
-    async def _lag_monitor(self) -> None:
-        """Admission control needs to know how long a loop turn takes: every step of every child (a
-        small run's too) waits that long in the ready queue. A short sleep's overshoot measures it."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._runs:
-                self._lag_s = 0.0
-                await self._work.wait()  # idle: no wake-ups until a run starts
-                continue
-            t0 = loop.time()
-            await asyncio.sleep(LAG_PROBE_S)
-            self._lag_s = max(0.0, loop.time() - t0 - LAG_PROBE_S)
-            if self._throttled and not self.saturated:
-                self._throttled = False
-                self._notify()
+    def _on_room(self) -> None:
+        """The limiter has room again (a pass ended with nobody queued): start a waiting child."""
+        if self._room_wanted:
+            self._room_wanted = False
+            self._wake_one()
 
-    def _pick(self) -> tuple[ActiveRun, ClaimedChild] | None:
-        """Round-robin: serve the next run that has a child ready and room under its cap.
+    async def _until_work(self) -> None:
+        await self._work.wait()
+
+    def _pick(self) -> tuple[ActiveRun, ClaimedChild, Reservation] | None:
+        """Serve the run with the fewest children in flight among those with a child ready and room
+        under their cap, round-robin among equals: a run created beside a big one gets the slots that
+        free up first, until it holds as many as the big one.
 
         While the loop is saturated, a run that already has children in flight starts no new one:
         the loop's turns shorten as those finish, and a run with nothing in flight (a small run just
         submitted) still gets a child at once instead of queueing behind hundreds of others' steps.
 
+        No child starts while the limiter has no room (its slots are in use, queued for or reserved by
+        children already started): children wait in the buffer, where a run's cancellation, another
+        worker or a newer run's turn can still reach them, not in the limiter's queue.
+
         Synchronous on purpose: no other worker can change the rotation while it runs."""
+        if not self.limiter.has_room():
+            self._room_wanted = True
+            return None
         cap = self._run_cap
-        saturated = self.saturated
+        saturated = self.pacer.saturated
+        best: ActiveRun | None = None
         for _ in range(len(self._order)):
             run_id = self._order[0]
             self._order.rotate(-1)
@@ -316,40 +287,64 @@ class Scheduler:
             if active is None or active.cancelled:
                 self._order.pop()  # finished or cancelled: it was just rotated to the end
                 continue
-            if len(active.buffer) < active.page // 2:
+            if active.wants_more:
                 self._refill_soon(active)
-            if active.buffer and active.in_flight < cap:
-                if saturated and active.in_flight:
-                    self._throttled = True
-                    continue
-                active.in_flight += 1
-                return active, active.buffer.popleft()
-        return None
+            if not active.buffer or active.in_flight >= cap:
+                continue
+            if saturated and active.in_flight:
+                self.pacer.throttled = True
+                continue
+            if best is None or active.in_flight < best.in_flight:
+                best = active
+                if not active.in_flight:
+                    break  # nobody has fewer
+        if best is None:
+            return None
+        if len(self._order) > 1 and self._order[-1] != best.id:
+            self._order.remove(best.id)  # its turn is taken: to the back of the rotation
+            self._order.append(best.id)
+        best.in_flight += 1
+        best.taken += 1
+        child = best.buffer.popleft()
+        block = best.ctx.block(child["block_id"])
+        return best, child, self.limiter.reserve(best.ctx.n_for(block) if block else 1)
 
     async def _worker(self) -> None:
         assert self._send is not None
+        loop = asyncio.get_running_loop()
         while True:
             picked = self._pick()
             if picked is None:
-                await self._work.wait()
+                idle = loop.create_future()
+                self._idle.append(idle)
+                await idle
                 continue
-            active, child = picked
-            await self._send.send(("start", ChildStart(child["id"], active.id, now_iso())))
-            finish = await self._execute(active, child)
+            # Pass the wake-up on: idle coroutines start one after the other while there is room.
+            if self.limiter.has_room():
+                self._wake_one()
+            else:
+                self._room_wanted = True
+            active, child, ticket = picked
+            try:
+                await self.pacer.within_turn(loop)
+                await self._send.send(("start", ChildStart(child["id"], active.id, now_iso())))
+                finish = await self._execute(active, child, ticket)
+            finally:
+                ticket.close()
             active.in_flight -= 1
             if finish is not None and not active.cancelled:
                 await self._send.send(("finish", finish))
             if self.settings.per_run_concurrency:
                 self._notify()  # a slot under this run's cap opened for idle workers
 
-    async def _execute(self, active: ActiveRun, child: ClaimedChild) -> ChildFinish | None:
+    async def _execute(self, active: ActiveRun, child: ClaimedChild, ticket: Reservation) -> ChildFinish | None:
         """None when the run was cancelled meanwhile (the cancellation already closed the child)."""
         with anyio.CancelScope() as scope:
             if active.cancelled:
                 scope.cancel()
             active.scopes.add(scope)
             try:
-                return await self.executor.execute(active.ctx, child)
+                return await self.executor.execute(active.ctx, child, ticket)
             except Exception as exc:  # an executor bug must not kill the worker or leave a child open
                 log.exception("child %s crashed", child["id"])
                 return ChildFinish(
@@ -377,21 +372,7 @@ class Scheduler:
         )
 
     def _next_batch(self, backlog: deque[Item], limit: int) -> list[Item]:
-        """One run alone: the oldest `limit` items. Several runs: a short transaction (the database
-        lock is FIFO, so every write of a small run, from its creation to its last finish, queues
-        behind the batch in progress), filled with the runs closest to their end first, so a small
-        run's last children do not wait behind hundreds of a big run's."""
-        runs = {run_of(item) for item in backlog}
-        if len(runs) > 1 or len(self._runs) > 1:
-            limit = min(limit, SHARED_BATCH)
-        if len(runs) > 1:
-            order = sorted(runs, key=self._remaining)
-            rank = {run_id: i for i, run_id in enumerate(order)}
-            # stable sort: each run's items keep their order (a child's start before its finish)
-            ranked = sorted(backlog, key=lambda item: rank[run_of(item)])
-            backlog.clear()
-            backlog.extend(ranked)
-        return [backlog.popleft() for _ in range(min(limit, len(backlog)))]
+        return choose_batch(backlog, limit, shared=len(self._runs) > 1, remaining=self._remaining)
 
     def _remaining(self, run_id: str) -> int:
         """Children not yet finished in this process, about: how soon the run can end."""

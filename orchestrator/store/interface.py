@@ -177,8 +177,10 @@ class Listener(Protocol):
 
 class Signals(Protocol):
     """Wake-ups between the processes that share a store: a notify reaches every listener of the channel
-    (`events`: new feed events committed; `runs`: runs created or cancelled). They carry no data and may
-    coalesce; listeners read the store, and poll it as a fallback."""
+    (`events`: new feed events committed; `runs`: runs created or cancelled, children released;
+    `workers`: a worker joined or left). They carry no data and may
+    coalesce; listeners read the store, and poll it as a fallback. A store may also send them from its
+    own transactions, at commit (PostgreSQL's NOTIFY does, so there `notify` only wakes this process)."""
 
     def listen(self, channel: str, on_wake: Callable[[], None]) -> Listener: ...
     def notify(self, channel: str) -> None: ...
@@ -197,6 +199,17 @@ class Store(Protocol):
 
     @property
     def url(self) -> str: ...
+    @property
+    def writing(self) -> bool:
+        """A write transaction of this process holds the database's write lock right now (SQLite: its
+        database thread does, and needs the GIL to finish). Read on a hot path: must be cheap."""
+        ...
+
+    async def until_written(self) -> None:
+        """Return once `writing` is false. CPU-bound work waits here rather than compete with the
+        transaction, which then ends (and frees the lock every process queues on) sooner."""
+        ...
+
     def set_broker(self, broker: Broker) -> None: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...

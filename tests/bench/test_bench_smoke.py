@@ -15,6 +15,7 @@ from bench import peers, report
 from bench.floor import run_floor
 from bench.stats import median, percentile
 from bench.subscribers import finished_count
+from tests.pg_cluster import Cluster
 
 
 @pytest.mark.parametrize(
@@ -66,26 +67,60 @@ def test_promptfoo_config_has_one_test_per_item() -> None:
 @pytest.mark.e2e
 async def test_every_section_runs_and_reports(tmp_path: Path) -> None:
     args = argparse.Namespace(
-        quick=False, peers=False, only="throughput,latency,stuck,fairness", scale="smoke", reps=0, out=""
+        quick=False,
+        peers=False,
+        only="throughput,latency,stuck,fairness,efficiency",
+        scale="smoke",
+        reps=0,
+        out="",
+        workers="1,2",
     )
     sections = await bench_main.run(args, "pytest smoke")
-    assert sections["throughput"]["rows"][0]["passes"] == 250
+    rows = sections["throughput"]["rows"]
+    assert [(r["workers"], r["passes"]) for r in rows] == [(1, 250), (2, 250)]
+    assert all(r["worker_peak_rss_mb"] > 0 and r["api_p99_ms"] > 0 for r in rows)
+    assert [sc["to_workers"] for sc in sections["throughput"]["scaling"]] == [2]
     assert all(r["all_finished"] for r in sections["latency"]["rows"])
-    assert {r["transport"] for r in sections["latency"]["rows"]} == {"sse", "ws"}
+    assert {(r["transport"], r["workers"]) for r in sections["latency"]["rows"]} == {
+        (t, w) for t in ("sse", "ws") for w in (1, 2)
+    }
     assert sections["stuck"]["none_s"] > 0
-    assert sections["fairness"]["solo_ms"] > 0
+    assert {(r["workers"], r["latency_ms"]) for r in sections["fairness"]["rows"]} == {
+        (w, ms) for w in (1, 2) for ms in (0, 50)
+    }
+    assert all(r["solo_ms"] > 0 for r in sections["fairness"]["rows"])
+    assert all(0 < r["efficiency"] for r in sections["efficiency"]["rows"])
     results = report.write(tmp_path, "smoke", sections)
     text = (tmp_path / "latest.md").read_text()
-    for title, _render in report.RENDERERS.values():
-        if "Peers" not in title:
+    for name, (title, _render) in report.RENDERERS.items():
+        if name not in ("peers", "cluster"):  # measured on request only (--peers, --db)
             assert title in text
     assert orjson.loads((tmp_path / "latest.json").read_bytes())["sections"].keys() == results["sections"].keys()
+
+
+@pytest.mark.e2e
+async def test_the_postgresql_section_runs_and_reports(tmp_path: Path, pg_cluster: Cluster) -> None:
+    args = argparse.Namespace(
+        quick=False, peers=False, only="cluster", scale="smoke", reps=0, out="", db=pg_cluster.url()
+    )
+    sections = await bench_main.run(args, "pytest smoke")
+    c = sections["cluster"]
+    assert {(r["store"], r["workers"]) for r in c["throughput"]} == {
+        (s, w) for s in ("sqlite", "postgres") for w in (1, 2)
+    }
+    assert c["cross_node"]["all_finished"] and c["cross_node"]["events"] > 50
+    assert c["kill9"]["exactly_once"] and c["kill9"]["orphans"] > 0
+    report.write(tmp_path, "smoke", sections)
+    assert "| kill -9 of a worker: results |" in (tmp_path / "latest.md").read_text()
 
 
 def test_report_keeps_sections_of_earlier_runs(tmp_path: Path) -> None:
     peer_rows = {"rows": [{"tool": "x", "n_docs": 10, "note": "not measured: test"}], "reps": 1}
     report.write(tmp_path, "smoke", {"peers": peer_rows})
     fair = {"small": 5, "big": 200, "solo_ms": 10.0, "loaded_ms": math.nan, "ratio": math.nan, "big_run_s": 1.0}
-    results = report.write(tmp_path, "smoke", {"fairness": fair})
+    fair |= {"workers": 2, "latency_ms": 0}
+    results = report.write(tmp_path, "smoke", {"fairness": {"rows": [fair]}})
     assert set(results["sections"]) == {"peers", "fairness"}
-    assert "| fairness | –× | ratio < 2 | **not met** |" in (tmp_path / "latest.md").read_text()
+    text = (tmp_path / "latest.md").read_text()
+    row = "| 5-child run beside a 200-child run, engine 0 ms, 2 workers | 10 → – ms (–×) | ≤ 3× | **not met** |"
+    assert row in text

@@ -103,7 +103,9 @@ async def test_errors_carry_the_envelope(feed_api: FeedFactory) -> None:
 @pytest.mark.parametrize("transport", ["sse", "ws"])
 async def test_run_events_resume_by_themselves_after_dropped_connections(feed_api: FeedFactory, transport: Any) -> None:
     api = await feed_api()
-    run_id = await experiment_run(api, 200, latency_ms=1)
+    # Passes slow enough that the events trickle in: with batched frames a fast run's whole feed can
+    # sit in the client's buffer before the first drop, and then no drop would force a reconnection.
+    run_id = await experiment_run(api, 200, latency_ms=20)
     port = int(base_url(api).rsplit(":", 1)[1])
     ids: list[str] = []
     types: list[str] = []

@@ -13,11 +13,12 @@ import anyio.lowlevel
 import pytest
 
 from orchestrator.engines.base import PassRequest
-from orchestrator.runner.commit import Item
+from orchestrator.runner.commit import SHARED_BATCH, Item
 from orchestrator.runner.context import RunContext
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter
-from orchestrator.runner.scheduler import SHARED_BATCH, ActiveRun, Scheduler
+from orchestrator.runner.pages import ActiveRun
+from orchestrator.runner.scheduler import Scheduler
 from orchestrator.settings import Settings
 from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild, RunRecord
 
@@ -63,7 +64,7 @@ async def test_an_anyio_cancel_scope_cancels_every_pass_in_flight() -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(cancel_when_all_started)
-            await ex._passes("run", block, {}, 3, 0, Counter())
+            await ex._passes("run", block, {}, 3, 0, Counter(), None)
     assert scope.cancelled_caught
     assert engine.cancelled == 3 and limiter.in_use == 0 and limiter.waiting == 0
 
@@ -82,7 +83,7 @@ async def test_release_skips_a_waiter_cancelled_before_it_resumed() -> None:
     later = loop.create_task(waiter("later"))
     await _settle()
     doomed.cancel()  # its future is cancelled now; its task cleans up only when it next runs
-    limiter.release()  # must go past "doomed" to "later"
+    limiter.release("holder")  # must go past "doomed" to "later"
     with anyio.fail_after(5):
         await later
     with pytest.raises(asyncio.CancelledError):
@@ -102,9 +103,12 @@ def _scheduler(**settings: Any) -> Scheduler:
     return Scheduler(Settings(**settings), store=None, router=None)  # type: ignore[arg-type]
 
 
-def _active(s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhausted: bool = True) -> ActiveRun:
-    ctx = RunContext(run=cast(RunRecord, {"id": run_id, "kind": "experiment"}), blocks={}, draft_fp="")
-    buffer = deque(cast(ClaimedChild, {"id": f"{run_id}-{i}"}) for i in range(children))
+def _active(
+    s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhausted: bool = True, n: int = 1
+) -> ActiveRun:
+    run = cast(RunRecord, {"id": run_id, "kind": "experiment", "n_consensus": n})
+    ctx = RunContext(run=run, blocks={"blk": {"id": "blk", "type": "extract", "config": {}}}, draft_fp="")
+    buffer = deque(cast(ClaimedChild, {"id": f"{run_id}-{i}", "block_id": "blk"}) for i in range(children))
     active = ActiveRun(ctx, buffer=buffer, exhausted=exhausted)
     active.in_flight = in_flight
     s._runs[run_id] = active
@@ -116,8 +120,8 @@ def _active(s: Scheduler, run_id: str, children: int, in_flight: int = 0, exhaus
     ("lag_ms", "limit_ms", "picked"),
     [
         (50.0, 3.0, ["small"]),  # saturated: only the run with nothing in flight starts a child
-        (1.0, 3.0, ["big", "small", "big"]),  # not saturated: round-robin as usual
-        (50.0, 0.0, ["big", "small", "big"]),  # admission control off
+        (1.0, 3.0, ["small", "big", "big"]),  # not saturated: the run with fewer in flight first
+        (50.0, 0.0, ["small", "big", "big"]),  # admission control off
     ],
 )
 def test_a_saturated_loop_admits_only_runs_with_nothing_in_flight(
@@ -126,7 +130,7 @@ def test_a_saturated_loop_admits_only_runs_with_nothing_in_flight(
     s = _scheduler(max_loop_lag_ms=limit_ms)
     _active(s, "big", 100, in_flight=40)
     _active(s, "small", 1)
-    s._lag_s = lag_ms / 1000
+    s.pacer.lag_s = lag_ms / 1000
     got: list[str] = []
     for _ in range(3):
         p = s._pick()
@@ -134,7 +138,25 @@ def test_a_saturated_loop_admits_only_runs_with_nothing_in_flight(
             break
         got.append(p[0].id)
     assert got == picked
-    assert s._throttled is (picked == ["small"])
+    assert s.pacer.throttled is (picked == ["small"])
+
+
+def test_children_start_only_while_their_passes_would_find_room() -> None:
+    """Each started child reserves its passes' slots: with 10 slots and 5 passes a child, two children
+    start and the third waits in the buffer (not in the limiter's queue) until one ends."""
+    s = _scheduler(max_concurrency=10)
+    _active(s, "run", 5, n=5)
+    first, second = s._pick(), s._pick()
+    assert first is not None and second is not None
+    assert s.limiter.reserved == 10 and s._pick() is None and s._room_wanted
+    woken: list[bool] = []
+    s._wake_one = lambda: woken.append(True)  # type: ignore[method-assign]
+    first[2].take()  # one pass reached the limiter: still no room (it is queued or in use)
+    assert s.limiter.reserved == 9 and not woken
+    second[2].close()  # the child ended before its passes asked: its slots are free again
+    assert woken == [True] and not s._room_wanted
+    third = s._pick()
+    assert third is not None and third[1]["id"] == "run-2"
 
 
 def _finish(run_id: str, i: int) -> Item:

@@ -82,7 +82,7 @@ async def test_a_cancelled_waiter_leaves_the_queue() -> None:
             got.append("not reached")
         tg.start_soon(waiter, "later")
         await _settle()
-        limiter.release()
+        limiter.release("holder")
     assert got == ["later"] and limiter.in_use == 0 and limiter.waiting == 0
 
 
@@ -108,10 +108,36 @@ async def test_a_slot_granted_to_a_cancelled_waiter_is_passed_on() -> None:
     await _settle()
     later = loop.create_task(waiter("later"))
     await _settle()
-    limiter.release()  # hands the slot to "doomed"...
+    limiter.release("holder")  # hands the slot to "doomed"...
     doomed.cancel()  # ...which is cancelled before it resumes, and must pass it on
     with anyio.fail_after(5):
         await later
     with pytest.raises(asyncio.CancelledError):
         await doomed
     assert got == ["later"] and limiter.in_use == 0 and limiter.waiting == 0
+
+
+async def test_a_freed_slot_goes_to_the_waiting_run_that_holds_the_fewest() -> None:
+    """The big run holds all 4 slots and waits for more; a small run arrives: the slots the big run
+    frees go to the small run until it holds as many, then to the one that holds fewer."""
+    limiter = FairLimiter(4)
+    for _ in range(4):
+        await limiter.acquire("big")
+    order: list[str] = []
+
+    async def waiter(key: str) -> None:
+        await limiter.acquire(key)
+        order.append(key)
+
+    async with anyio.create_task_group() as tg:
+        for key in ("big", "big", "small", "small"):
+            tg.start_soon(waiter, key)
+            await _settle()
+        for _ in range(3):  # big frees three slots: small takes two (0 < 3, 1 < 2), then big (1 < 2)
+            limiter.release("big")
+            await _settle()
+        assert order == ["small", "small", "big"]
+        limiter.release("small")
+        await _settle()
+    assert order == ["small", "small", "big", "big"]
+    assert limiter.queued == 0 and limiter.in_use == 4

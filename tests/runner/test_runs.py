@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.runner.scheduler import PAGE
+from orchestrator.runner.pages import PAGE
 from tests.conftest import AppFactory
 from tests.runner.helpers import (
     add_block,
@@ -184,7 +184,9 @@ async def test_run_whose_block_is_gone_when_it_executes_ends_in_error(make_api: 
     exp = await experiment(api, wf, block, 3)
     s = services(api)
     exp_row = await s.store.experiments.get(exp)
-    # Create the run row without submitting it, remove the block, then let the scheduler pick it up.
+    # Remove the block, then create the run row behind the service's back: the scheduler finds it (by its
+    # poll, or at once where the store's commit wakes the workers, as PostgreSQL's does) without the block.
+    await api.delete(f"/v1/workflows/blocks/{block}", expect=204)
     row, _ = await s.store.runs.create_run(
         {
             "id": "exprun_gone",
@@ -199,7 +201,6 @@ async def test_run_whose_block_is_gone_when_it_executes_ends_in_error(make_api: 
         },
         experiment_id=exp,
     )
-    await api.delete(f"/v1/workflows/blocks/{block}", expect=204)
     s.scheduler.submit(row["id"])
     done = await api.wait_run(row["id"], within_s=10)
     assert done["lifecycle"]["status"] == "error"
@@ -282,10 +283,10 @@ async def test_an_executor_bug_fails_the_child_not_the_run(make_api: AppFactory,
     executor = services(api).scheduler.executor
     real = executor.execute
 
-    async def flaky(ctx: Any, child: Any) -> Any:
+    async def flaky(ctx: Any, child: Any, ticket: Any = None) -> Any:
         if child["position"] == 2:
             raise RuntimeError("bug")
-        return await real(ctx, child)
+        return await real(ctx, child, ticket)
 
     monkeypatch.setattr(executor, "execute", flaky)
     run = await eval_run(api, wf)

@@ -50,6 +50,13 @@ class SqliteStore:
     def url(self) -> str:
         return self.db.path
 
+    @property
+    def writing(self) -> bool:
+        return self.db.holding
+
+    async def until_written(self) -> None:
+        await self.db.until_written()
+
     def set_broker(self, broker: Broker) -> None:
         self.db.broker = broker
 
