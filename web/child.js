@@ -78,13 +78,19 @@ export function childPanel(runId, kind, close) {
       h("button", { type: "button", class: "icon-btn close", "aria-label": "Close result", onclick: close }, "✕"));
   }
 
+  // The simulated engine answers with deterministic rules, not a model: say so wherever a result shows.
+  function modelLabel(r) {
+    const model = r.model ?? "—";
+    return r.engine === "simulated" ? `${model} (simulated engine, no language model)` : model;
+  }
+
   function render(r, art) {
     const st = childStatus(r);
     const a = r.assertion_result;
     const outputs = Object.fromEntries(Object.entries(r.handle_outputs ?? {}).map(([k, v]) => [k, v?.data ?? v]));
     const facts = [
       ["Result", r.id], [kind === "experiment" ? "Document" : "Eval", r.document_id ?? r.eval_id ?? r.test_id],
-      ["Duration", duration(r.timing?.duration_ms)], ["Model", r.model ?? "—"], ["Passes", r.n_passes ?? art?.n_consensus ?? "—"],
+      ["Duration", duration(r.timing?.duration_ms)], ["Model", modelLabel(r)], ["Passes", r.n_passes ?? art?.n_consensus ?? "—"],
     ];
     if (r.score != null) facts.push(["Score", pct(r.score)]);
     const sections = [

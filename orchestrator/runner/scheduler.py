@@ -327,15 +327,24 @@ class Scheduler:
             active, child, ticket = picked
             try:
                 await self.pacer.within_turn(loop)
-                await self._send.send(("start", ChildStart(child["id"], active.id, now_iso())))
+                await self._to_commit(("start", ChildStart(child["id"], active.id, now_iso())))
                 finish = await self._execute(active, child, ticket)
             finally:
                 ticket.close()
             active.in_flight -= 1
             if finish is not None and not active.cancelled:
-                await self._send.send(("finish", finish))
+                await self._to_commit(("finish", finish))
             if self.settings.per_run_concurrency:
                 self._notify()  # a slot under this run's cap opened for idle workers
+
+    async def _to_commit(self, item: Item) -> None:
+        """Hand an item to the committer without giving up the loop when there is room (anyio's send()
+        always yields first: one more loop turn of dead time per child), waiting only when it is full."""
+        assert self._send is not None
+        try:
+            self._send.send_nowait(item)
+        except anyio.WouldBlock:
+            await self._send.send(item)
 
     async def _execute(self, active: ActiveRun, child: ClaimedChild, ticket: Reservation) -> ChildFinish | None:
         """None when the run was cancelled meanwhile (the cancellation already closed the child)."""

@@ -193,6 +193,8 @@ def test_every_control_has_an_accessible_name(page: Page, make: Factory, server:
     expect(page.get_by_role("button", name="Copy run id")).to_be_visible()
     page.get_by_role("link", name="Open result 1").click()
     expect(page.get_by_role("button", name="Close result")).to_be_visible()
+    # The result came from the simulated engine: the page says so next to the model.
+    expect(page.locator(".facts")).to_contain_text("(simulated engine, no language model)")
     page.get_by_role("button", name=re.compile(r"^Inspect ")).first.click()
     expect(page.locator(".votes-slot table")).to_be_visible()
     assert unnamed_controls(page) == []
