@@ -112,7 +112,11 @@ def _vote(
     here = [v for v, p in zip(values, present, strict=True) if p]
     non_null = [v for v in here if v is not None]
     none_count = len(here) - len(non_null)
-    kinds = {kind_of(v) for v in non_null}
+    first_type = type(non_null[0]) if non_null else None
+    if all(type(v) is first_type for v in non_null):  # one Python type (the common case): one look-up
+        kinds = {kind_of(non_null[0])} if non_null else set()
+    else:
+        kinds = {kind_of(v) for v in non_null}
     structured = root or len(non_null) >= none_count
     if kinds == {"object"} and structured:
         return _vote_object(ctx, values, present, target, path, schema, src)

@@ -220,6 +220,12 @@ def vote_leaf(values: Sequence[Any]) -> tuple[Any, int]:
     none_count = len(values) - len(present)
     if not present:
         return None, none_count
+    first = present[0]
+    kind = type(first)
+    if all(type(v) is kind and v == first for v in present):
+        # Unanimous (the common case): every rule below elects this value with full support; skip
+        # clustering. (`type is` keeps 1, 1.0 and True apart; NaN never equals itself, so it goes on.)
+        return (None, none_count) if none_count > len(present) else (first, len(present))
     kinds = {kind_of(v) for v in present}
     value: Any
     if kinds == {"bool"}:
