@@ -15,10 +15,10 @@ from typing import Any
 
 import anyio
 
-from bench import cluster, efficiency, fairness, latency, peers, report, throughput
+from bench import cluster, efficiency, fairness, latency, metrics_readers, peers, report, rerun, throughput
 from bench.stats import SCALES, Scale
 
-SECTIONS = ("throughput", "latency", "stuck", "fairness", "efficiency", "peers", "cluster")
+SECTIONS = ("throughput", "latency", "stuck", "fairness", "efficiency", "metrics", "rerun", "peers", "cluster")
 Measure = Callable[[Scale, Callable[[str], None]], Awaitable[Any]]
 
 
@@ -35,8 +35,10 @@ def _measures(db: str = "") -> dict[str, Measure]:
         "stuck": latency.measure_stuck,
         "fairness": fairness.measure,
         "efficiency": efficiency.measure,
+        "rerun": rerun.measure,
         "peers": peers.measure,
         "cluster": pg,
+        "metrics": metrics_readers.measure,
     }
 
 

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -163,8 +163,10 @@ async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
                         r = await one_run(srv, api, scale.stuck_children, scale.passes)
                 times[mode].append(r["seconds"])
                 log(f"  stuck subscriber rep {rep + 1}/{scale.reps} {mode}: {r['seconds']:.2f} s")
+    memory = await _stuck_memory(scale, log)
     base = median(times["none"])
     return {
+        "memory": memory,
         "workers": max(scale.workers),
         "children": scale.stuck_children,
         "none_s": base,
@@ -175,6 +177,45 @@ async def measure_stuck(scale: Scale, log: Any = print) -> dict[str, Any]:
         "ratio": max(ratio(median(times["sse"]), base), ratio(median(times["ws"]), base)),
         "times": times,
     }
+
+
+async def _stuck_memory(scale: Scale, log: Any) -> dict[str, Any]:
+    """The API process's RSS after a run followed by N SSE subscribers that never read, and once they have
+    dropped (against the same run with none): what they cost, and what is given back."""
+    rss: dict[str, float] = {}
+    count = scale.stuck_memory_subscribers
+    for label, n in (("none", 0), ("stuck", count)):
+        async with (
+            running_server(scale.concurrency, workers=max(scale.workers)) as srv,
+            aiohttp.ClientSession() as session,
+        ):
+            api = Api(srv.url, session)
+            with ExitStack() as stack:
+                for _ in range(n):
+                    stack.enter_context(stuck_client(srv.url, "sse"))
+                await anyio.sleep(0.5)  # let the server register the subscriptions
+                await one_run(srv, api, scale.stuck_children, scale.passes)
+                rss[f"{label}_with"] = srv.rss_mb()
+            rss[f"{label}_after"] = await _settled_rss(srv)
+    log(
+        f"  stuck memory: API RSS after the run {rss['none_after']:.0f} MB with no subscriber;"
+        f" {rss['stuck_with']:.0f} MB with {count} stuck SSE subscribers,"
+        f" {rss['stuck_after']:.0f} MB after they dropped"
+    )
+    return {"subscribers": count, **rss}
+
+
+async def _settled_rss(srv: Any, within_s: float = 10.0) -> float:
+    """The server's RSS once it stops falling (the feed trims freed memory a moment after departures)."""
+    last = srv.rss_mb()
+    with anyio.move_on_after(within_s):
+        while True:
+            await anyio.sleep(1.0)
+            now = srv.rss_mb()
+            if now >= last - 0.5:
+                return float(now)
+            last = now
+    return float(srv.rss_mb())
 
 
 def finite(x: float) -> bool:

@@ -25,9 +25,11 @@ TARGETS = {
     "feed_top": "p99 < 1 s, all see the end",
     "feed_100": "p99 < 250 ms",
     "stuck": "run time ratio ≤ 1.05",
+    "metrics": "run throughput with 50 readers ≥ 0.9× alone",
     "fairness_0": "≤ 3×",
     "fairness_slow": "≤ 1.5×",
     "efficiency": "≥ 0.98",
+    "rerun": "0 engine calls",
     "inspect": "≥ 250×",
     "promptfoo": "≥ 50×",
 }
@@ -170,6 +172,20 @@ def verdicts(sections: dict[str, Any]) -> list[tuple[str, str, str, bool | None]
     if "stuck" in sections:
         s = sections["stuck"]
         out.append(("stuck subscriber", f"{_f(s['ratio'], 2)}×", TARGETS["stuck"], _num(s["ratio"]) <= 1.05))
+        if s.get("memory"):
+            m = s["memory"]
+            kept = _num(m["stuck_after"]) - _num(m["none_after"])
+            out.append(
+                (
+                    f"memory kept after {m['subscribers']:,} stuck subscribers dropped",
+                    f"{_f(kept, 0, ' MB')} ({_f(m['stuck_with'])} MB while they were there)",
+                    "given back",
+                    None,
+                )
+            )
+    if "metrics" in sections:
+        s = sections["metrics"]
+        out.append(("metrics readers", f"{_f(s['ratio'], 2)}×", TARGETS["metrics"], _num(s["ratio"]) >= 0.9))
     for r in sections.get("fairness", {}).get("rows", []):
         slow = bool(r.get("latency_ms"))
         out.append(
@@ -178,6 +194,16 @@ def verdicts(sections: dict[str, Any]) -> list[tuple[str, str, str, bool | None]
                 f"{_f(r['solo_ms'])} → {_f(r['loaded_ms'])} ms ({_f(r['ratio'], 2)}×)",
                 TARGETS["fairness_slow" if slow else "fairness_0"],
                 _num(r["ratio"]) <= (1.5 if slow else 3.0),
+            )
+        )
+    for r in sections.get("rerun", {}).get("rows", []):
+        out.append(
+            (
+                f"unchanged re-run of {r['n_docs']:,} documents, engine {r['latency_ms']} ms{_w(r)}",
+                f"{_f(r['second_calls'])} engine calls (first run {_f(r['first_calls'])}),"
+                f" {_f(r['second_s'], 2)} s vs {_f(r['first_s'], 2)} s",
+                TARGETS["rerun"],
+                _num(r["second_calls"]) == 0,
             )
         )
     for r in sections.get("efficiency", {}).get("rows", []):
@@ -263,11 +289,31 @@ def _latency(s: dict[str, Any]) -> list[str]:
 
 
 def _stuck(s: dict[str, Any]) -> list[str]:
-    return [
+    lines = [
         "| workers | children | no subscriber s | one stuck SSE s | one stuck WS s | worst ratio |",
         "|---:|---:|---:|---:|---:|---:|",
         f"| {s.get('workers', '–')} | {s['children']:,} | {_f(s['none_s'], 2)} | {_f(s['sse_s'], 2)}"
         f" | {_f(s['ws_s'], 2)} | {_f(s['ratio'], 2)} |",
+    ]
+    m = s.get("memory")
+    if m:
+        lines += [
+            "",
+            f"API process RSS after the same run: {_f(m['none_after'])} MB with no subscriber;"
+            f" {_f(m['stuck_with'])} MB with {m['subscribers']:,} SSE subscribers that never read,"
+            f" {_f(m['stuck_after'])} MB once they have dropped.",
+        ]
+    return lines
+
+
+def _metrics(s: dict[str, Any]) -> list[str]:
+    return [
+        "| N documents | readers (on metrics) | alone s | with readers s | ratio | metrics requests"
+        " | metrics p50 / p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {s['n_docs']:,} | {s['readers']} ({s['metrics_readers']}) | {_f(s['alone_s'], 2)}"
+        f" | {_f(s['with_readers_s'], 2)} | {_f(s['ratio'], 2)} | {_f(s['metrics_requests'])}"
+        f" | {_f(s['metrics_p50_ms'])} / {_f(s['metrics_p99_ms'])} |",
     ]
 
 
@@ -298,6 +344,21 @@ def _efficiency(s: dict[str, Any]) -> list[str]:
             f"| {r['workers']} | {r['n_docs']:,} | {r['passes']:,} | {r['latency_ms']} ms | {r['concurrency']}"
             f" | {_f(r['bound_s'], 3)} | {_f(r['seconds'], 3)} | {_f(r['efficiency'], 3)}"
             f" | {_f(r.get('bare_s'), 3)} | {_f(r.get('bare_efficiency'), 3)} | {_f(r.get('vs_bare'), 3)} |"
+        )
+    return lines
+
+
+def _rerun(s: dict[str, Any]) -> list[str]:
+    lines = [
+        "| N documents | passes | engine | workers | first run s | engine calls | second run s | engine calls"
+        " | cache hits | first / second |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["rows"]:
+        lines.append(
+            f"| {r['n_docs']:,} | {r['passes']:,} | {r['latency_ms']} ms | {r['workers']} | {_f(r['first_s'], 2)}"
+            f" | {_f(r['first_calls'])} | {_f(r['second_s'], 2)} | {_f(r['second_calls'])} | {_f(r['second_hits'])}"
+            f" | {_f(r['speedup'], 1)}× |"
         )
     return lines
 
@@ -353,6 +414,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "stuck": ("One subscriber that never reads", _stuck),
     "fairness": ("Fairness: a small run beside a big one", _fairness),
     "efficiency": ("Efficiency against the concurrency limit (an engine that waits L per pass)", _efficiency),
+    "metrics": ("Metrics readers: one run alone, then with 50 readers (12 on the summary metrics)", _metrics),
+    "rerun": ("Pass cache: the second run of an unchanged experiment against the first", _rerun),
     "peers": ("Peers (same workload: N items × 5 repetitions, instant fake model, concurrency 64)", _peers),
     "cluster": ("PostgreSQL: several workers, several API nodes, a worker killed (`--db postgresql://…`)", _cluster),
 }

@@ -53,10 +53,12 @@ class Scale:
     fairness_latency_ms: tuple[int, ...] = (0, 50)
     efficiency_n: int = 2_000
     efficiency_latency_ms: int = 20
+    stuck_memory_subscribers: int = 400  # SSE clients that never read: the API's memory with them, and after
     # `--db postgresql://…` (bench.cluster): documents per throughput run, worker counts, kill -9 run size
     cluster_n: int = 10_000
     cluster_workers: tuple[int, ...] = (1, 2, 4)
     kill_n: int = 2_000
+    rerun_n: int = 10_000  # documents of the experiment run twice (the pass cache section)
 
 
 FULL = Scale(
@@ -84,8 +86,10 @@ QUICK = Scale(
     peers_n=200,
     latency_timeout_s=60.0,
     efficiency_n=500,
+    stuck_memory_subscribers=100,
     cluster_n=1_000,
     kill_n=500,
+    rerun_n=1_000,
 )
 SMOKE = Scale(
     name="smoke",
@@ -100,8 +104,10 @@ SMOKE = Scale(
     peers_n=10,
     latency_timeout_s=60.0,
     efficiency_n=20,
+    stuck_memory_subscribers=5,
     cluster_n=50,
     cluster_workers=(1, 2),
     kill_n=150,
+    rerun_n=50,
 )
 SCALES = {s.name: s for s in (FULL, QUICK, SMOKE)}

@@ -6,6 +6,8 @@ One middleware (api/middleware.py) renders them as the Retab envelope
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 
@@ -34,6 +36,11 @@ class Unauthorized(OrchestratorError):
     code = "unauthorized"
 
 
+class Forbidden(OrchestratorError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(OrchestratorError):
     status = 404
     code = "not_found"
@@ -42,6 +49,11 @@ class NotFound(OrchestratorError):
 class MethodNotAllowed(OrchestratorError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(OrchestratorError):
+    status = 408
+    code = "request_timeout"
 
 
 class Conflict(OrchestratorError):
@@ -71,8 +83,42 @@ class StoreError(OrchestratorError):
     code = "store_error"
 
 
+class StorageFull(StoreError):
+    """The store cannot write: its disk (or its quota) is full. Nothing was written; runs pause and go on
+    by themselves once writes succeed again."""
+
+    status = 507
+    code = "storage_full"
+
+
 class NotImplementedRoute(OrchestratorError):
     """A route of the Retab API this server does not serve (README, "Not served")."""
 
     status = 501
     code = "not_implemented"
+
+
+class RateLimitedLog:
+    """At most one line per `every_s` for a recurring fault, with how many were left out. A full disk made
+    ≈ 1,000 tracebacks (1.6 MB of log) in 30 s, which is its own way to fill the disk."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 30.0) -> None:
+        self.logger = logger
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.every_s:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return
+        skipped = self._skipped.pop(key, 0)
+        self._last[key] = now
+        suffix = f" ({skipped} more since the last report)" if skipped else ""
+        self.logger.warning(message + suffix, *args)
+
+    def forget(self, key: str) -> None:
+        self._last.pop(key, None)
+        self._skipped.pop(key, None)

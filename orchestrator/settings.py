@@ -78,6 +78,17 @@ class Settings:
         "keep the feed events of a finished run this long, then only its last one (0 = keep all)",
         "ORCHESTRATOR_EVENT_RETENTION_DAYS",
     )
+    cache: bool = _opt(
+        True,
+        "reuse pass outputs from the pass cache (keyed by the full request and the pass index) and store new"
+        " ones; --no-cache turns it off for every run (one run: `cache: false`)",
+        "ORCHESTRATOR_CACHE",
+    )
+    cache_max_mb: int = _opt(
+        1024,
+        "size bound of the pass cache in the store, MB; least recently used entries are evicted past it",
+        "ORCHESTRATOR_CACHE_MAX_MB",
+    )
     public_url: str = _opt(
         "", "base URL printed and used in upload links (default http://HOST:PORT)", "ORCHESTRATOR_PUBLIC_URL"
     )
@@ -85,10 +96,46 @@ class Settings:
         "", "folder of the browser page to serve (empty = the page installed with the package)", "ORCHESTRATOR_WEB_ROOT"
     )
     log_level: str = _opt("info", "log level: debug, info, warning, error", "ORCHESTRATOR_LOG_LEVEL")
+    # -- hardening (README "Security")
+    python_modules: str = _opt(
+        "",
+        "modules (with their submodules) whose functions blocks may run as `python:MODULE:FUNCTION`,"
+        " comma-separated; the python routes of --models are allowed too; nothing else is imported",
+        "ORCHESTRATOR_PYTHON_MODULES",
+    )
+    signin_ttl_s: float = _opt(
+        900.0, "a sign-in link works once, within this many seconds of being made", "ORCHESTRATOR_SIGNIN_TTL_S"
+    )
+    session_ttl_h: float = _opt(168.0, "hours a browser session lasts after sign-in", "ORCHESTRATOR_SESSION_TTL_H")
+    body_timeout_s: float = _opt(
+        60.0, "seconds a request body may take to arrive (then 408)", "ORCHESTRATOR_BODY_TIMEOUT_S"
+    )
+    document_timeout_s: float = _opt(
+        30.0, "seconds decoding one document (PDF, HTML, XML) may take", "ORCHESTRATOR_DOCUMENT_TIMEOUT_S"
+    )
+    document_max_pages: int = _opt(5000, "most pages of one document", "ORCHESTRATOR_DOCUMENT_MAX_PAGES")
+    document_max_chars: int = _opt(
+        20_000_000, "most characters of text decoded from one document", "ORCHESTRATOR_DOCUMENT_MAX_CHARS"
+    )
+    document_processes: int = _opt(
+        1, "processes decoding documents at once, per worker", "ORCHESTRATOR_DOCUMENT_PROCESSES"
+    )
+    document_cache_mb: int = _opt(
+        64, "decoded documents kept in memory per worker, in MB", "ORCHESTRATOR_DOCUMENT_CACHE_MB"
+    )
+    metrics_refresh_s: float = _opt(
+        2.0,
+        "an open experiment run's metrics are recomputed at most this often (a finished run's: once)",
+        "ORCHESTRATOR_METRICS_REFRESH_S",
+    )
 
     @property
     def api_keys(self) -> tuple[str, ...]:
         return tuple(k.strip() for k in self.api_key.split(",") if k.strip())
+
+    @property
+    def python_module_list(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.python_modules.split(",") if m.strip())
 
     @property
     def base_url(self) -> str:

@@ -48,12 +48,12 @@ function showSignIn(failed) {
     h("div", { class: "card signin-card" },
       h("h1", { id: "signin-title" }, failed ? "That sign-in link is not valid" : "Sign in to this server"),
       h("p", {}, failed
-        ? "The link was mistyped, or made with a secret the server no longer has (the file orchestrator.db.secret beside the database was deleted, or, without that file, the API key changed). The server prints its current link at every start."
-        : "This page shows live progress of the runs on this server, and starts new ones. It needs the sign-in link the server prints when it starts. The link is not one-time: it signs in any browser until the server's secret is rotated, so keep it private."),
+        ? "A sign-in link works once, within 15 minutes: this one was already used, has expired, was mistyped, or was made with a secret the server no longer has. Run orchestrator signin on the server for a fresh link."
+        : "This page shows live progress of the runs on this server, and starts new ones. It needs a sign-in link: the server prints one when it starts, and orchestrator signin makes another. A link works once, within 15 minutes; keep it private until it is used."),
       h("ol", {},
         h("li", {}, "Find the terminal where ", h("code", {}, "orchestrator serve"), " (or ", h("code", {}, "python -m orchestrator serve"), ") is running."),
         h("li", {}, "Open the link on the line ", h("code", {}, "Open in a browser: http://HOST:PORT/?token=…"), ".")),
-      h("p", { class: "muted" }, "The link signs this browser in with a cookie signed by the server's secret (it stays valid across restarts, for 30 days) and removes the token from the address bar. Programs use the API key instead (Authorization: Bearer …)."))));
+      h("p", { class: "muted" }, "The link signs this browser in with a cookie signed by the server's secret (it stays valid across restarts, for 7 days by default) and removes the token from the address bar. Programs use the API key instead (Authorization: Bearer …)."))));
 }
 
 function paintConnection() {

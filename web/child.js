@@ -78,6 +78,13 @@ export function childPanel(runId, kind, close) {
       h("button", { type: "button", class: "icon-btn close", "aria-label": "Close result", onclick: close }, "✕"));
   }
 
+  // How many of the passes the pass cache served (the artifact says it per pass): those were not called again.
+  function passesLabel(r, art) {
+    const n = r.n_passes ?? art?.n_consensus ?? "—";
+    const cached = (art?.passes ?? []).filter((p) => p.cached).length;
+    return cached ? `${n} (${cached} from the cache)` : String(n);
+  }
+
   // The simulated engine answers with deterministic rules, not a model: say so wherever a result shows.
   function modelLabel(r) {
     const model = r.model ?? "—";
@@ -90,7 +97,7 @@ export function childPanel(runId, kind, close) {
     const outputs = Object.fromEntries(Object.entries(r.handle_outputs ?? {}).map(([k, v]) => [k, v?.data ?? v]));
     const facts = [
       ["Result", r.id], [kind === "experiment" ? "Document" : "Eval", r.document_id ?? r.eval_id ?? r.test_id],
-      ["Duration", duration(r.timing?.duration_ms)], ["Model", modelLabel(r)], ["Passes", r.n_passes ?? art?.n_consensus ?? "—"],
+      ["Duration", duration(r.timing?.duration_ms)], ["Model", modelLabel(r)], ["Passes", passesLabel(r, art)],
     ];
     if (r.score != null) facts.push(["Score", pct(r.score)]);
     const sections = [

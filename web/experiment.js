@@ -52,7 +52,8 @@ export function experimentPanel(runId, onNames = () => {}) {
     const current = ticket();
     let s;
     try {
-      s = await get(METRICS, { run_id: runId, view: "summary", include_prior: "true" });
+      // The 1,000 worst documents (the summary lists a page of them; the list below pages them by 15).
+      s = await get(METRICS, { run_id: runId, view: "summary", include_prior: "true", order_by: "score", limit: 1000 });
     } catch (err) {
       return current() && say(`Metrics unavailable: ${err.message}`);
     }

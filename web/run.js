@@ -12,6 +12,7 @@ import { durationMs, finished, isOpen, mergeRun, runPath, scoreOf, status, total
 import { resultsTable } from "./results.js";
 import { rerunControl } from "./start.js";
 import { Throughput, averageRate } from "./throughput.js";
+import { usagePanel } from "./usage.js";
 import { kindOf } from "./vocab.js";
 import { badge, kindBadge, stat } from "./widgets.js";
 
@@ -42,6 +43,7 @@ export function runView(root, route) {
     score: h("div", { class: "stat-value mono", "data-stat": "score" }, "—"),
     scoreHint: h("div", { class: "stat-hint" }, kind === "experiment" ? "consensus agreement" : "passed / judged"),
   };
+  const usage = usagePanel();
   const message = h("p", { class: "run-message", hidden: true });
   const experiment = kind === "experiment" ? experimentPanel(runId, () => relabel()) : null;
   const results = resultsTable(runId, kind, (childId) => (location.hash = `#/runs/${runId}/results/${childId}`),
@@ -63,7 +65,8 @@ export function runView(root, route) {
         stat("Throughput", v.rate, "children per second"),
         stat("ETA", v.eta, "at the current pace"),
         stat("Duration", v.duration),
-        stat(kind === "experiment" ? "Score" : "Pass rate", v.score, v.scoreHint))),
+        stat(kind === "experiment" ? "Score" : "Pass rate", v.score, v.scoreHint)),
+      usage.el),
     meta,
     experiment?.el,
     h("div", { class: "split" }, results.el, child.el));
@@ -102,6 +105,7 @@ export function runView(root, route) {
     if (kind === "experiment") setText(v.scoreHint, open ? "set when the run completes" : "consensus agreement");
     if (st === "error") showMessage(`Run failed: ${run.lifecycle?.message ?? "(no message)"}`, "error");
     else if (st === "cancelled") showMessage(`Cancelled${run.lifecycle?.reason ? `: ${run.lifecycle.reason}` : ""}.`, "muted");
+    usage.update(run);
     cancel.update(run);
     rerun.update(run);
     paintMeta();

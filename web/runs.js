@@ -5,6 +5,7 @@ import { progressBar } from "./bar.js";
 import { frameScheduler, h, latestOnly, replace, setText, throttle } from "./dom.js";
 import { Feed, connection } from "./feed.js";
 import { ago, duration, num, pct, scoreClass, shortId } from "./fmt.js";
+import { usageCell } from "./usage.js";
 import { durationMs, finished, isOpen, mergeRun, scoreOf, status, total, workflowName } from "./model.js";
 import { KINDS, STATUSES, kindOf } from "./vocab.js";
 import { badge, emptyRow, kindBadge } from "./widgets.js";
@@ -51,7 +52,8 @@ export function runsView(root, route) {
           h("th", { scope: "col" }, "Run"), h("th", { scope: "col", class: "c-wf" }, "Workflow"),
           h("th", { scope: "col" }, "Status"), h("th", { scope: "col", class: "c-progress" }, "Progress"),
           h("th", { scope: "col", class: "num c-fin" }, "Finished"), h("th", { scope: "col", class: "num c-dur" }, "Duration"),
-          h("th", { scope: "col", class: "num" }, "Score"), h("th", { scope: "col", class: "c-when" }, "Created"))),
+          h("th", { scope: "col", class: "num" }, "Score"), h("th", { scope: "col", class: "num c-usage" }, "Tokens · cost"),
+          h("th", { scope: "col", class: "c-when" }, "Created"))),
         tbody)),
     h("nav", { class: "pager", "aria-label": "Runs pages" }, newer, pageLabel, older));
   replace(root, view);
@@ -103,7 +105,7 @@ export function runsView(root, route) {
       nextCursor = body.list_metadata?.after ?? null;
       show(body.data);
     } catch (err) {
-      if (!disposed) replace(tbody, emptyRow(8, `Could not load runs: ${err.message}`, "error"));
+      if (!disposed) replace(tbody, emptyRow(9, `Could not load runs: ${err.message}`, "error"));
     }
   }
 
@@ -111,7 +113,7 @@ export function runsView(root, route) {
     rows.clear();
     dirty.clear();
     if (!list.length) {
-      replace(tbody, emptyRow(8, filters.kind || filters.status || filters.workflow
+      replace(tbody, emptyRow(9, filters.kind || filters.status || filters.workflow
         ? "No run matches these filters."
         : "No runs yet. Start one with New run, or with the SDK (client.workflows.evals.runs.create(workflow_id=…)): it appears here at once."));
     } else {
@@ -128,13 +130,13 @@ export function runsView(root, route) {
     const cells = {
       status: h("td"), wf: h("td", { class: "c-wf ellipsis" }),
       fin: h("td", { class: "num mono c-fin" }), cap: h("span", { class: "bar-caption mono" }), dur: h("td", { class: "num mono c-dur" }),
-      score: h("td", { class: "num mono" }), when: h("td", { class: "muted c-when" }),
+      score: h("td", { class: "num mono" }), usage: h("td", { class: "num mono c-usage" }), when: h("td", { class: "muted c-when" }),
     };
     const link = h("a", { href: `#/runs/${run.id}`, class: "run-link", "aria-label": `Open ${kindOf(run)} run ${run.id}` },
       kindBadge(kindOf(run)), h("span", { class: "mono" }, h("span", { class: "id-prefix" }, shortId(run.id).slice(0, -6)), run.id.slice(-6)));
     const tr = h("tr", { "data-run-id": run.id },
       h("td", {}, link), cells.wf, cells.status, h("td", { class: "c-progress" }, bar.el, cells.cap),
-      cells.fin, cells.dur, cells.score, cells.when);
+      cells.fin, cells.dur, cells.score, cells.usage, cells.when);
     const row = { run, tr, cells, bar };
     rows.set(run.id, row);
     paint(row);
@@ -158,6 +160,9 @@ export function runsView(root, route) {
     setText(cells.score, score == null ? "—" : pct(score));
     cells.score.className = `num mono score-${scoreClass(score)}`;
     cells.score.title = kindOf(run) === "experiment" ? "consensus score" : "pass rate of judged checks";
+    const u = usageCell(run.usage);
+    setText(cells.usage, u.text);
+    cells.usage.title = u.title;
     setText(cells.when, ago(run.timing?.created_at));
   }
 

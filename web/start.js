@@ -23,11 +23,12 @@ async function listAll(path, params) {
 }
 
 /** Create a run of `kind` ("eval", "test", "experiment"); → the new run's JSON. */
-export async function startRun(kind, { workflowId, scope, n, experimentId }) {
+export async function startRun(kind, { workflowId, scope, n, experimentId, cache = true }) {
+  const off = cache === false ? { cache: false } : {};
   if (kind === "experiment") {
-    return post("/v1/workflows/experiments/runs", { experiment_id: experimentId, workflow_id: workflowId, trigger: MANUAL });
+    return post("/v1/workflows/experiments/runs", { experiment_id: experimentId, workflow_id: workflowId, trigger: MANUAL, ...off });
   }
-  const body = { workflow_id: workflowId, trigger: MANUAL };
+  const body = { workflow_id: workflowId, trigger: MANUAL, ...off };
   if (scope) body.scope = scope;
   if (n) body.n_consensus = n;
   return post(`/v1/workflows/${kind}s/runs`, body);
@@ -36,13 +37,14 @@ export async function startRun(kind, { workflowId, scope, n, experimentId }) {
 /** The same run again: the same workflow and scope (and override), or the same experiment. */
 export function rerunArgs(run) {
   const kind = kindOf(run);
-  if (kind === "experiment") return { workflowId: run.workflow_id, experimentId: run.experiment_id };
+  const cache = run.cache !== false;
+  if (kind === "experiment") return { workflowId: run.workflow_id, experimentId: run.experiment_id, cache };
   const checkId = run.eval_id ?? run.test_id;
   const idKey = kind === "test" ? "test_id" : "eval_id";
   let scope = null;
   if (checkId) scope = { type: "single", [idKey]: checkId };
   else if (run.target?.block_id) scope = { type: "block", block_id: run.target.block_id };
-  return { workflowId: run.workflow_id, scope, n: run.n_consensus ?? null };
+  return { workflowId: run.workflow_id, scope, n: run.n_consensus ?? null, cache };
 }
 
 /** The "Run again" button of a finished run. */
@@ -106,6 +108,9 @@ export function startView(root, route) {
   const passes = select("passes", "Passes per eval (n_consensus)", "3, 5 or 7 for this run only; else each block's own setting.");
   const exp = select("experiment", "Experiment");
   const expPasses = select("exp-passes", "Passes (n_consensus)", "Saved on the experiment: runs at another n make its earlier metrics stale.");
+  const reuse = h("input", { type: "checkbox", name: "cache", checked: true, onchange: paint });
+  const cacheChoice = h("label", { class: "choice cache-choice" }, reuse,
+    "Reuse cached passes (a pass whose request did not change is not called again; untick to call every pass)");
   const summary = h("p", { class: "start-summary", role: "status", "aria-live": "polite" });
   const message = h("p", { class: "run-message error", hidden: true, role: "alert" });
   const submit = h("button", { type: "submit", class: "btn primary" }, "Start run");
@@ -113,7 +118,7 @@ export function startView(root, route) {
     kindGroup, wf.wrap,
     h("div", { class: "start-checks" }, scope.wrap, block.wrap, check.wrap, passes.wrap),
     h("div", { class: "start-exp" }, exp.wrap, expPasses.wrap),
-    summary, message, h("div", { class: "start-actions" }, submit, h("a", { href: "#/runs", class: "btn ghost" }, "Cancel")));
+    cacheChoice, summary, message, h("div", { class: "start-actions" }, submit, h("a", { href: "#/runs", class: "btn ghost" }, "Cancel")));
 
   replace(root, h("section", { class: "view start-view", "aria-labelledby": "start-title" },
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/runs" }, "Runs"), h("span", { "aria-hidden": "true" }, " / "), h("span", {}, "New run")),
@@ -224,12 +229,13 @@ export function startView(root, route) {
         const e = chosenExperiment();
         const n = Number(expPasses.sel.value);
         if (e && e.n_consensus !== n) await patch(`/v1/workflows/experiments/${e.id}`, { n_consensus: n });
-        created = await startRun(k, { workflowId: wf.sel.value, experimentId: e?.id });
+        created = await startRun(k, { workflowId: wf.sel.value, experimentId: e?.id, cache: reuse.checked });
       } else {
         const idKey = k === "test" ? "test_id" : "eval_id";
         const s = scope.sel.value === "single" ? { type: "single", [idKey]: check.sel.value }
           : scope.sel.value === "block" ? { type: "block", block_id: block.sel.value } : null;
-        created = await startRun(k, { workflowId: wf.sel.value, scope: s, n: passes.sel.value ? Number(passes.sel.value) : null });
+        const n = passes.sel.value ? Number(passes.sel.value) : null;
+        created = await startRun(k, { workflowId: wf.sel.value, scope: s, n, cache: reuse.checked });
       }
       location.hash = `#/runs/${created.id}`;
     } catch (err) {

@@ -11,9 +11,9 @@ from aiohttp import web
 from orchestrator import __version__
 from orchestrator.api import openapi
 from orchestrator.api.http import json_response
-from orchestrator.api.keys import HUB, SERVICES, SESSIONS, SETTINGS, services
+from orchestrator.api.keys import BASE, HUB, SERVICES, SESSIONS, SETTINGS, PublicBase, services
 from orchestrator.api.middleware import auth_middleware, envelope_middleware
-from orchestrator.api.routes import checks, consensus, experiments, feed, files, runs, unserved, workflows
+from orchestrator.api.routes import cache, checks, consensus, experiments, feed, files, runs, unserved, workflows
 from orchestrator.api.routes import web as web_routes
 from orchestrator.api.sessions import Sessions, session_secret
 from orchestrator.engines.router import EngineRouter
@@ -29,7 +29,11 @@ log = logging.getLogger("orchestrator.api")
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", "version": __version__})
+    """Public, for load balancers and monitors: whether the store answers (503 when it does not) and
+    whether this process saw it refuse a write for lack of space (`storage: full`, runs paused)."""
+    store = await services(request).store_health()
+    body = {"status": "ok" if store == "ok" else "degraded", "store": store, "version": __version__}
+    return json_response(body, status=503 if store == "unavailable" else 200)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -49,6 +53,7 @@ async def workers(request: web.Request) -> web.Response:
 
 extra = [
     web.get("/v1/health", health),
+    web.get("/health", health),
     web.get("/v1/openapi.json", openapi_json),
     web.get("/v1/engines", engines),
     web.get("/v1/workers", workers),
@@ -63,7 +68,13 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
         client_max_size=settings.max_body_bytes, middlewares=[envelope_middleware, auth_middleware(keys)]
     )
     app[SETTINGS] = settings
-    app[SESSIONS] = Sessions(keys[0], session_secret(settings))
+    app[BASE] = PublicBase(settings.base_url)
+    app[SESSIONS] = Sessions(
+        keys[0],
+        session_secret(settings),
+        signin_ttl_s=settings.signin_ttl_s,
+        session_ttl_s=settings.session_ttl_h * 3600,
+    )
     app[HUB] = hub = Hub(settings.feed_buffer)
     # Static segments first: /workflows/evals/runs (runs) before /workflows/evals/{id} (checks) before
     # /workflows/{id} (workflows, last). The SDK routes not served come first of all: several would
@@ -71,6 +82,7 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
     for table in (
         unserved.routes,
         extra,
+        cache.routes,
         consensus.routes,
         runs.routes,
         experiments.routes,
@@ -84,8 +96,10 @@ def create_app(settings: Settings, *, router: EngineRouter | None = None) -> web
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         # Routes first: a bad models file must fail before the database (and its threads) is open.
-        engine_router = router or EngineRouter.from_file(settings.models or None)
-        store = open_store(settings.db)
+        engine_router = router or EngineRouter.from_file(
+            settings.models or None, python_modules=settings.python_module_list
+        )
+        store = open_store(settings.db, server=True)
         # Every committed event reaches the hub through the tail, in commit order, whoever committed it.
         tail = FeedTail(store, hub, poll_s=settings.poll_s)
         store.set_broker(tail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -9,11 +10,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.api.keys import SETTINGS
 from orchestrator.core.enums import lenient_enum
 from orchestrator.core.lifecycle import OPEN, TERMINAL
-from orchestrator.errors import BadRequest, Unprocessable
+from orchestrator.errors import BadRequest, RequestTimeout, Unprocessable
 from orchestrator.ids import iso, parse_iso
 from orchestrator.store.records import Page, PageRequest
+from orchestrator.wire.limits import MAX_DEPTH, too_deep
 from orchestrator.wire.validation import validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -29,15 +32,43 @@ def no_content() -> web.Response:
     return web.Response(status=204)
 
 
+def body_timeout(request: web.Request) -> RequestTimeout:
+    seconds = request.app[SETTINGS].body_timeout_s
+    return RequestTimeout(f"The request body did not arrive within {seconds:g} s", details={"timeout_s": seconds})
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, or 408 when it does not arrive within `body_timeout_s` (a client that sends its
+    headers and then nothing, or a byte a minute, must not hold a handler forever)."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise body_timeout(request) from None
+
+
+def depth_error(where: str = "body") -> Unprocessable:
+    return Unprocessable(
+        f"JSON nested more than {MAX_DEPTH} levels deep",
+        code="json_too_deep",
+        details={"errors": [{"loc": [where], "msg": f"nested more than {MAX_DEPTH} levels", "type": "too_deep"}]},
+    )
+
+
 async def raw_json(request: web.Request) -> Any:
     """The JSON body, `{}` for an empty one (the SDK sends Content-Type on bodyless POSTs)."""
-    data = await request.read()
+    data = await read_body(request)
     if not data.strip():
         return {}
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc).lower():
+            raise depth_error() from None
         raise BadRequest(f"Malformed JSON body: {exc}", code="invalid_json") from exc
+    if too_deep(value):
+        raise depth_error()
+    return value
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

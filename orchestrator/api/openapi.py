@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from orchestrator import __version__
+from orchestrator.api import openapi_ops as ops
 from orchestrator.wire import requests as rq
 from orchestrator.wire.conditions import AssertionSpec
 
@@ -33,12 +34,15 @@ BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("PATCH", "/v1/workflows/experiments/{experiment_id}"): rq.UpdateExperiment,
     ("POST", "/v1/workflows/experiments/runs"): rq.CreateExperimentRun,
     ("POST", "/v1/consensus"): rq.CreateConsensus,
+    ("POST", "/v1/cache/clear"): rq.ClearCache,
 }
+
+PUBLIC = {"/v1/health"}  # answered without a key
 
 
 def build(app: web.Application) -> dict[str, Any]:
-    components: dict[str, Any] = {}
     models: list[type[BaseModel]] = [*BODIES.values(), AssertionSpec, rq.BlockConfig]
+    components: dict[str, Any] = {"ErrorEnvelope": ops.ERROR_ENVELOPE}
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         for name, sub in schema.pop("$defs", {}).items():
@@ -57,11 +61,18 @@ def build(app: web.Application) -> dict[str, Any]:
             # One handler can serve both dialects (evals, tests): (method, path) is what is unique.
             "operationId": route.method.lower() + "_" + re.sub(r"[^0-9A-Za-z]+", "_", str(path)).strip("_"),
             "summary": str(getattr(handler, "__doc__", None) or getattr(handler, "__name__", "")).strip(),
-            "responses": {"200": {"description": "OK"}, "4XX": {"description": "Retab error envelope"}},
+            "responses": ops.responses(handler, str(path)),
             "parameters": [
                 {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _params(str(path))
+            ]
+            + [
+                {"name": p, "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}}
+                for p in ops.required_query(handler)
             ],
         }
+        if str(path) in PUBLIC:
+            op["security"] = []
+            op["responses"].setdefault("503", {"description": "The store does not answer"})
         body_model = BODIES.get((route.method, str(path)))
         if body_model is not None:
             op["requestBody"] = {

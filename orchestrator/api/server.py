@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from orchestrator.api.app import create_app
-from orchestrator.api.keys import SERVICES, SESSIONS
+from orchestrator.api.keys import BASE, SERVICES, SESSIONS
+from orchestrator.api.protocol import EnvelopeRunner
 from orchestrator.settings import Settings
+
+LINGER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,15 @@ class Started:
 async def running(settings: Settings) -> AsyncIterator[Started]:
     """Serve until the block exits; then stop accepting, end the feeds, drain the runner, close."""
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # Lingering (reading what is left of a refused body so the client sees the answer) is capped: a
+    # client whose body timed out would otherwise hold its connection 10 s more.
+    runner = EnvelopeRunner(app, handle_signals=False, access_log=None, lingering_time=LINGER_S)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         port = next((int(a[1]) for a in runner.addresses if isinstance(a, tuple) and len(a) >= 2), settings.port)
+        app[BASE].url = settings.replace(port=port).base_url
         if settings.demo:
             from orchestrator.demo import ensure_demo
 

@@ -6,9 +6,11 @@ open tab stays signed in and its feeds reconnect by themselves. The secret is
 * for a PostgreSQL store (several API nodes, several machines) or `:memory:`, derived from the first
   API key, which every node already shares: a cookie from one node is valid on every other.
 
-The sign-in link is reusable, never one-time: it keeps working (from any browser) until the secret
-is rotated, i.e. the secret file is deleted or, without one, the first API key changes. The API key
-itself never reaches the page.
+A sign-in link carries its own issue time and nonce: it works once (each API process remembers the
+nonces it traded until they expire) and only within `signin_ttl_s` of being made; `serve` prints a
+fresh one at every start and `POST /v1/session/link` (API key only) makes another. A session lasts
+`session_ttl_h`. Deleting the secret (or changing the first key, without a secret file) signs every
+browser out. The API key itself never reaches the page.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from pathlib import Path
 
 from orchestrator.settings import Settings
 
-SESSION_MAX_AGE_S = 30 * 24 * 3600
+SESSION_MAX_AGE_S = 7 * 24 * 3600  # the default of the `session_ttl_h` setting
+SIGNIN_TTL_S = 900.0  # the default of `signin_ttl_s`
 _DERIVE = b"orchestrator browser sessions v1"
 
 
@@ -56,32 +59,58 @@ def _mac(secret: bytes, message: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def _signed(secret: bytes, purpose: str, issued: int, nonce: str) -> str:
+    return f"{issued}.{nonce}.{_mac(secret, f'{purpose}:{issued}:{nonce}')}"
+
+
+def _verify(secret: bytes, purpose: str, token: str) -> tuple[int, str] | None:
+    """(issue time, nonce) of a well-signed token, else None."""
+    issued, _, rest = token.partition(".")
+    nonce, _, mac = rest.partition(".")
+    if not (issued.isdigit() and nonce and mac):
+        return None
+    if not hmac.compare_digest(mac.encode(), _mac(secret, f"{purpose}:{issued}:{nonce}").encode()):
+        return None
+    return int(issued), nonce
+
+
 class Sessions:
-    def __init__(self, api_key: str, secret: bytes, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        secret: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+        signin_ttl_s: float = SIGNIN_TTL_S,
+        session_ttl_s: float = SESSION_MAX_AGE_S,
+    ) -> None:
         self._api_key = api_key
         self._secret = secret
         self._clock = clock
+        self.signin_ttl_s = signin_ttl_s
+        self.session_ttl_s = session_ttl_s
+        self._used: dict[str, float] = {}  # nonces of links already traded here → when they expire
 
     def create_login_token(self) -> str:
-        """The same token for the life of the secret: the printed link can be opened again, anywhere."""
-        return _mac(self._secret, "login")
+        """A new sign-in token, valid once within `signin_ttl_s`."""
+        return _signed(self._secret, "login", int(self._clock()), secrets.token_urlsafe(12))
 
     def exchange(self, token: str) -> str | None:
-        """A valid sign-in token → a signed session for the cookie; anything else → None."""
-        if not token or not hmac.compare_digest(token.encode(), self.create_login_token().encode()):
+        """A valid, unexpired, unused sign-in token → a signed session for the cookie; anything else → None."""
+        now = self._clock()
+        self._used = {n: exp for n, exp in self._used.items() if exp >= now}
+        found = _verify(self._secret, "login", token) if token else None
+        if found is None:
             return None
-        issued = str(int(self._clock()))
-        nonce = secrets.token_urlsafe(12)
-        return f"{issued}.{nonce}.{_mac(self._secret, f'session:{issued}:{nonce}')}"
+        issued, nonce = found
+        if not 0 <= now - issued <= self.signin_ttl_s or nonce in self._used:
+            return None
+        self._used[nonce] = issued + self.signin_ttl_s
+        return _signed(self._secret, "session", int(now), secrets.token_urlsafe(12))
 
     def key_for(self, session_id: str) -> str | None:
-        """The key a valid session authenticates as (never sent to the browser)."""
-        issued, _, rest = session_id.partition(".")
-        nonce, _, mac = rest.partition(".")
-        if not (issued.isdigit() and nonce and mac):
-            return None
-        if not hmac.compare_digest(mac.encode(), _mac(self._secret, f"session:{issued}:{nonce}").encode()):
-            return None
-        if self._clock() - int(issued) > SESSION_MAX_AGE_S:
+        """The key a valid, unexpired session authenticates as (never sent to the browser)."""
+        found = _verify(self._secret, "session", session_id)
+        if found is None or not 0 <= self._clock() - found[0] <= self.session_ttl_s:
             return None
         return self._api_key

@@ -7,15 +7,19 @@ encoded set (a few bytes per byte of input), never every document as objects.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import ijson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.api.http import body_timeout, depth_error
+from orchestrator.api.keys import SETTINGS
 from orchestrator.core.planning import DocumentSet, DocumentSetBuilder
 from orchestrator.errors import BadRequest, PayloadTooLarge, Unprocessable
 from orchestrator.wire import requests as rq
+from orchestrator.wire.limits import MAX_DEPTH
 from orchestrator.wire.validation import validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,17 +27,26 @@ STREAMED = "documents"
 
 
 class _Limited:
-    """The request body, read at most `limit` bytes (aiohttp's client_max_size guards read(), not this)."""
+    """The request body, read at most `limit` bytes (aiohttp's client_max_size guards read(), not this),
+    all of it within the body timeout."""
 
     def __init__(self, request: web.Request, limit: int) -> None:
+        self.request = request
         self.content = request.content
         self.limit = limit
         self.seen = 0
+        self.deadline = asyncio.get_running_loop().time() + request.app[SETTINGS].body_timeout_s
 
     async def read(self, n: int = -1) -> bytes:
         if n == 0:
             return b""  # ijson probes with read(0) whether the stream gives bytes or text
-        data = await self.content.read(n if n > 0 else 65536)
+        # wait_for, not asyncio.timeout: ijson awaits this from its own frames, where a cancellation of
+        # the handler's task would escape as CancelledError instead of becoming the timeout.
+        remaining = max(0.0, self.deadline - asyncio.get_running_loop().time())
+        try:
+            data = await asyncio.wait_for(self.content.read(n if n > 0 else 65536), remaining)
+        except TimeoutError:
+            raise body_timeout(self.request) from None
         self.seen += len(data)
         if self.seen > self.limit:
             raise PayloadTooLarge(f"Request body is larger than {self.limit} bytes")
@@ -41,16 +54,20 @@ class _Limited:
 
 
 class _Capture:
-    """One JSON value rebuilt from parse events (ijson's ObjectBuilder), complete when its depth is 0."""
+    """One JSON value rebuilt from parse events (ijson's ObjectBuilder), complete when its depth is 0.
+    `base`: the levels above it in the body (the body itself, the documents array)."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: int = 1) -> None:
         self.builder = ijson.ObjectBuilder()
         self.depth = 0
+        self.base = base
 
     def feed(self, event: str, value: Any) -> bool:
         self.builder.event(event, value)
         if event in ("start_map", "start_array"):
             self.depth += 1
+            if self.base + self.depth > MAX_DEPTH:
+                raise depth_error()
         elif event in ("end_map", "end_array"):
             self.depth -= 1
         return self.depth == 0
@@ -87,7 +104,7 @@ async def parse_with_documents(request: web.Request, model: type[M], limit: int)
                 if prefix == STREAMED and event == "end_array":
                     in_documents = False
                     continue
-                document = document or _Capture()
+                document = document or _Capture(base=2)
                 if document.feed(event, value):
                     _add(builder, document.value)
                     document = None

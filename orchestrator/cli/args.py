@@ -24,6 +24,15 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        help="call every pass: neither reuse cached passes nor store new ones (for this run)",
+    )
+
+
 def _follow_args(p: argparse.ArgumentParser, handler: str) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the summary")
     p.add_argument("--timeout", type=float, default=None, help="give up following after this many seconds (exit 3)")
@@ -46,6 +55,7 @@ def _run_parsers(sub: Any) -> None:
         scope.add_argument(f"--{dialect}", dest="check", help=f"only this saved {dialect} (id or name)")
         scope.add_argument("--block", help=f"only the {dialect}s of this block (id or label)")
         p.add_argument("--n-consensus", type=int, choices=(3, 5, 7), default=None, help="passes per eval")
+        _cache_arg(p)
         _follow_args(p, "orchestrator.cli.run:cmd_run_checks")
         p.set_defaults(dialect=dialect)
     p = kinds.add_parser(
@@ -56,6 +66,7 @@ def _run_parsers(sub: Any) -> None:
     p.add_argument("--experiment", help="experiment id (or name, with --workflow)")
     p.add_argument("--workflow", help="workflow id or name: find the experiment by name, or its only experiment")
     p.add_argument("--min-score", type=float, default=None, help="exit 1 when the score is below this")
+    _cache_arg(p)
     _follow_args(p, "orchestrator.cli.run:cmd_run_experiment")
 
 
@@ -79,6 +90,12 @@ def add_client_parsers(sub: Any) -> None:
     add_connection_args(wf_p)
     wf_p.set_defaults(handler="orchestrator.cli.run:cmd_workflows")
 
+    signin_p = sub.add_parser(
+        "signin", help="print a fresh sign-in link for a browser (works once, expires; needs the API key)"
+    )
+    add_connection_args(signin_p)
+    signin_p.set_defaults(handler="orchestrator.cli.run:cmd_signin")
+
     con = sub.add_parser(
         "consensus",
         help="reconcile JSON objects into one (POST /v1/consensus)",
@@ -91,6 +108,25 @@ def add_client_parsers(sub: Any) -> None:
     con.add_argument("--json", action="store_true", help="print the server's ReconciliationResult as JSON")
     add_connection_args(con)
     con.set_defaults(handler="orchestrator.cli.consensus:cmd_consensus")
+
+    cache = sub.add_parser(
+        "cache",
+        help="the pass cache: stats, or clear entries",
+        description="The pass cache keeps every successful pass, keyed by its full request and pass index.",
+    )
+    what = cache.add_subparsers(dest="cache_command", required=True)
+    stats = what.add_parser("stats", help="entries, size against the bound, hit rate, per model")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_args(stats)
+    stats.set_defaults(handler="orchestrator.cli.cache:cmd_cache_stats")
+    clear = what.add_parser(
+        "clear", help="delete entries: all, one model's, or older ones", description="Delete pass cache entries."
+    )
+    clear.add_argument("--model", help="only this model's entries (`*` and `?` wildcards: 'gpt-4o*')")
+    clear.add_argument("--older-than", help="only entries created longer ago than this: 30d, 12h, 90m, 2w")
+    clear.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_args(clear)
+    clear.set_defaults(handler="orchestrator.cli.cache:cmd_cache_clear")
 
     imp = sub.add_parser(
         "import",

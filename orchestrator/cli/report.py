@@ -87,6 +87,7 @@ async def check_run_report(client: Client, run: dict[str, Any]) -> dict[str, Any
         "total": snap.total,
         "counts": snap.parts,
         "duration_ms": _duration_ms(run),
+        "usage": run.get("usage"),
         "failures": failures,
         "run": run,
     }
@@ -125,6 +126,7 @@ async def experiment_report(client: Client, run: dict[str, Any], min_score: floa
         "total": snap.total,
         "counts": snap.parts,
         "duration_ms": _duration_ms(run),
+        "usage": run.get("usage"),
         "least_agreed": least,
         "note": note,
         "run": run,
@@ -157,10 +159,40 @@ def _header(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  [red]{escape(str((run.get('lifecycle') or {}).get('message') or ''))}[/]")
 
 
+def _cost(usd: Any) -> str:
+    if not isinstance(usd, int | float):
+        return "cost unknown (no price for the model in the models file)"
+    return f"${usd:.4f}" if usd >= 0.0001 or usd == 0 else f"${usd:.7f}"
+
+
+def usage_line(usage: Any) -> str | None:
+    """Tokens and cost of the calls the run made, and what the pass cache saved it; None without usage."""
+    if not isinstance(usage, dict) or "input_tokens" not in usage:
+        return None
+    estimated = " (estimated by the simulated engine)" if usage.get("estimated") else ""
+    line = f"Usage: {usage['input_tokens']:,} in + {usage['output_tokens']:,} out tokens{estimated}"
+    line += f", {_cost(usage.get('cost_usd'))} · {usage.get('engine_calls', 0):,} engine calls"
+    if usage.get("failed_calls"):
+        line += f" ({usage['failed_calls']:,} failed: no tokens reported, not priced)"
+    hits = int(usage.get("cache_hits") or 0)
+    if hits:
+        saved = usage.get("saved") or {}
+        line += f" · {hits:,} passes from the cache (saved {saved.get('total_tokens', 0):,} tokens"
+        line += f", {_cost(saved.get('cost_usd'))})" if saved.get("cost_usd") is not None else ")"
+    return line
+
+
+def _usage(console: Console, report: dict[str, Any]) -> None:
+    line = usage_line(report.get("usage"))
+    if line:
+        console.print(escape(line))
+
+
 def print_check_report(report: dict[str, Any], console: Console) -> None:
     _header(console, report)
     noun = "tests" if report["kind"] == "test" else "evals"
     console.print(f"{report['total']} {noun}: {format_parts(report['counts'])}")
+    _usage(console, report)
     if not report["failures"]:
         return
     console.print()
@@ -180,6 +212,7 @@ def print_check_report(report: dict[str, Any], console: Console) -> None:
 def print_experiment_report(report: dict[str, Any], console: Console) -> None:
     _header(console, report)
     console.print(f"{report['total']} documents: {format_parts(report['counts'])}")
+    _usage(console, report)
     score = report["score"]
     if isinstance(score, int | float):
         bar = f"  (minimum {report['min_score']:g})" if report.get("min_score") is not None else ""

@@ -69,6 +69,8 @@ async def _run_checks(client: Client, args: argparse.Namespace) -> int:
         body["scope"] = {"type": "block", "block_id": block["id"]}
     if args.n_consensus:
         body["n_consensus"] = args.n_consensus
+    if not args.cache:
+        body["cache"] = False
     run = await client.request("POST", f"/v1/workflows/{dialect}s/runs", json=body)
     return await follow_and_report(client, args, run)
 
@@ -100,7 +102,8 @@ async def find_experiment(client: Client, ref: str | None, workflow: str | None)
 
 async def _run_experiment(client: Client, args: argparse.Namespace) -> int:
     exp = await find_experiment(client, args.experiment, args.workflow)
-    run = await client.request("POST", "/v1/workflows/experiments/runs", json={"experiment_id": exp["id"]})
+    body: dict[str, Any] = {"experiment_id": exp["id"], **({} if args.cache else {"cache": False})}
+    run = await client.request("POST", "/v1/workflows/experiments/runs", json=body)
     return await follow_and_report(client, args, run)
 
 
@@ -209,3 +212,16 @@ async def _workflows(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_workflows(args: argparse.Namespace) -> int:
     return run_command(args, lambda client: _workflows(client, args))
+
+
+# -- signin
+async def _signin(client: Client) -> int:
+    link = await client.request("POST", "/v1/session/link", json={})
+    minutes = float(link.get("expires_in_s") or 0) / 60
+    print(link["url"])
+    print(f"  (works once, within {minutes:g} min; keep it private)")
+    return 0
+
+
+def cmd_signin(args: argparse.Namespace) -> int:
+    return run_command(args, _signin)

@@ -35,7 +35,11 @@ def _link_note(settings: Settings) -> str:
 
     path = secret_file(settings)
     until = f"{path.name} is deleted" if path else "the first API key changes"
-    return f"(reusable, from any browser, until {until}: keep it private; signed-in tabs survive restarts)"
+    minutes = settings.signin_ttl_s / 60
+    return (
+        f"(works once, within {minutes:g} min: keep it private; `orchestrator signin` makes another. Sessions"
+        f" last {settings.session_ttl_h:g} h and survive restarts; every browser is signed out when {until})"
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -47,8 +47,10 @@ def can_start(child_status: str | None) -> bool:
 def can_finish(child_status: str | None, new_status: str) -> bool:
     """A finish applies only to an open, claimed child: a result committed before a crash, or one of a
     child cancelled meanwhile, is never counted twice."""
-    return child_status in ("queued", "running") and new_status in ("completed", "error") and can_transition(
-        child_status, new_status
+    return (
+        child_status in ("queued", "running")
+        and new_status in ("completed", "error")
+        and can_transition(child_status, new_status)
     )
 
 

@@ -19,7 +19,15 @@ from typing import Any
 
 from orchestrator.core.consensus import ConsensusRecord, VoteRow
 
-__all__ = ["DocRecord", "by_document_view", "by_target_view", "run_score", "summary_view", "votes_view"]
+__all__ = [
+    "DocRecord",
+    "by_document_view",
+    "by_target_view",
+    "run_score",
+    "summary_view",
+    "target_entry",
+    "votes_view",
+]
 
 _LABEL_TYPES = ("classifier", "split")
 _WIRE_ROW_KEYS = (
@@ -188,8 +196,10 @@ def summary_view(
     total_document_count: int,
     prior_run_id: str | None,
     include_prior: bool,
+    list_documents: bool = True,
 ) -> dict[str, Any]:
-    """One pass over ``docs``; besides the returned documents list, memory is O(#targets/labels)."""
+    """One pass over ``docs``; besides the returned documents list, memory is O(#targets/labels). Without
+    ``list_documents`` the list is left empty: the aggregate alone, whatever the number of documents."""
     documents: list[dict[str, Any]] = []
     score, prior = _Mean(), _Mean()
     per_target: dict[str, _Mean] = {}
@@ -198,14 +208,15 @@ def summary_view(
         if doc.record is None:
             continue
         prior_score = _prior_score(doc, include_prior)
-        documents.append(
-            {
-                "id": doc.document_id,
-                "filename": doc.filename,
-                "score": doc.record["score"],
-                "prior_score": prior_score,
-            }
-        )
+        if list_documents:
+            documents.append(
+                {
+                    "id": doc.document_id,
+                    "filename": doc.filename,
+                    "score": doc.record["score"],
+                    "prior_score": prior_score,
+                }
+            )
         score.add(doc.record["score"])
         prior.add(prior_score)
         if block_type in _LABEL_TYPES:
@@ -261,7 +272,24 @@ def by_document_view(*, run_id: str, doc: DocRecord, include_prior: bool) -> dic
     }
 
 
-def by_target_view(*, run_id: str, target: str, docs: Iterable[DocRecord], include_prior: bool) -> dict[str, Any]:
+def target_entry(doc: DocRecord, target: str, include_prior: bool) -> dict[str, Any] | None:
+    """One document's row of the by_target view, or None when the document has no value for `target`."""
+    found = _target_score(doc.record, target) if doc.record is not None else None
+    if found is None:
+        return None
+    prior_found = _target_score(doc.prior, target) if include_prior else None
+    return {
+        "id": doc.document_id,
+        "filename": doc.filename,
+        "score": found[0],
+        "prior_score": prior_found[0] if prior_found else None,
+        "value": found[1],
+    }
+
+
+def by_target_view(
+    *, run_id: str, target: str, docs: Iterable[DocRecord], include_prior: bool, list_documents: bool = True
+) -> dict[str, Any]:
     documents: list[dict[str, Any]] = []
     score, prior = _Mean(), _Mean()
     confusion = _Confusion()
@@ -271,22 +299,13 @@ def by_target_view(*, run_id: str, target: str, docs: Iterable[DocRecord], inclu
             continue
         labelled = labelled or doc.record["block_type"] in _LABEL_TYPES
         confusion.add_record(doc.record)
-        found = _target_score(doc.record, target)
-        if found is None:
+        entry = target_entry(doc, target, include_prior)
+        if entry is None:
             continue
-        prior_found = _target_score(doc.prior, target) if include_prior else None
-        prior_score = prior_found[0] if prior_found else None
-        documents.append(
-            {
-                "id": doc.document_id,
-                "filename": doc.filename,
-                "score": found[0],
-                "prior_score": prior_score,
-                "value": found[1],
-            }
-        )
-        score.add(found[0])
-        prior.add(prior_score)
+        if list_documents:
+            documents.append(entry)
+        score.add(entry["score"])
+        prior.add(entry["prior_score"])
     return {
         "kind": "by_target",
         "view": "by_target",

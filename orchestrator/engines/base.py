@@ -35,6 +35,7 @@ class Document:
     pages: tuple[str, ...]  # text per page; a non-paged document has exactly one page
     images: tuple[bytes, ...] = ()  # raw image bytes for image documents (vision models)
     page_count: int = 1
+    sha256: str = ""  # sha256 hex of the bytes, set by the runner when it loads the file: the pass cache's key
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,14 @@ class Engine(Protocol):
     """What the runner calls. An engine may also have `immediate(config) -> bool`: True when a pass with
     this config never waits on anything (no I/O, no sleep), so the runner runs a child's passes one after
     the other in its own task, without a task, timeout or task group per pass (their cost is most of a
-    zero-latency pass). Without it, or False, passes run concurrently under a timeout."""
+    zero-latency pass). Without it, or False, passes run concurrently under a timeout.
+
+    An engine may also have `cache_identity(request) -> object | None`: everything its call for `request`
+    depends on except the pass index, as a JSON value — the full request it would send (messages, schema,
+    temperature, other parameters, the endpoint and the model it names; never a key or secret) — or None
+    when its passes must not be cached. What differs between passes must follow from the pass index, which
+    the runner adds, with the input documents' sha256, to make each pass's key in the pass cache. Without
+    the method, the engine's passes are never cached."""
 
     name: str
 

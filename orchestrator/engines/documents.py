@@ -1,4 +1,10 @@
-"""Bytes of an uploaded file → the `Document` engines read (text, pages, images)."""
+"""Bytes of an uploaded file → the `Document` engines read (text, pages, images), within limits.
+
+Synchronous and CPU-bound: `engines.decoding` runs it in a separate process, so a PDF that inflates
+to 60 MB of text, or has 20,000 pages, cannot stall the event loop. The limits stop it early: a
+document with more pages or more text than they allow is `document_too_large`; one that cannot be
+read is `document_unreadable`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import hashlib
 import io
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
 
@@ -68,23 +75,52 @@ _HSPACE = re.compile(r"[ \t\r\v\xa0]+")
 _TAG = re.compile(r"<[^>]*>")
 
 
-def load_document(*, filename: str, mime_type: str | None, data: bytes) -> Document:
-    """Decode a file; raise `EngineError(kind="input")` for unsupported or unreadable content."""
+@dataclass(frozen=True)
+class Limits:
+    """What one document may hold once decoded (settings `document_max_pages`, `document_max_chars`)."""
+
+    max_pages: int = 5_000
+    max_chars: int = 20_000_000
+
+
+def too_large(filename: str, why: str, **details: object) -> EngineError:
+    return EngineError(
+        kind="input",
+        code="document_too_large",
+        message=f"document {filename!r} is too large: {why}",
+        details={"filename": filename, **details},
+    )
+
+
+def load_document(*, filename: str, mime_type: str | None, data: bytes, limits: Limits = Limits()) -> Document:
+    """Decode a file; raise `EngineError(kind="input")` for unsupported, unreadable or too large content."""
     mime, kind = _detect(filename, mime_type, data)
     content_id = hashlib.sha256(data).hexdigest()[:16]
     if kind == "image":
         return Document(filename, mime, content_id, "", ("",), images=(data,), page_count=1)
     if kind == "pdf":
-        pages = _pdf_pages(filename, data)
+        pages = _pdf_pages(filename, data, limits)
         return Document(filename, mime, content_id, "\f".join(pages), pages, page_count=len(pages))
+    if len(data) > 4 * limits.max_chars:  # more bytes than the text could hold in UTF-8
+        raise too_large(filename, f"{len(data)} bytes", max_chars=limits.max_chars)
     raw = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     if kind == "html":
         raw = _html_text(raw)
     elif kind == "xml":
         raw = _xml_text(raw)
+    if len(raw) > limits.max_chars:
+        raise too_large(filename, f"{len(raw)} characters of text, more than {limits.max_chars}")
     # A form feed is the page break of plain text, so split blocks can work on text documents.
     pages = tuple(raw.split("\f"))
+    if len(pages) > limits.max_pages:
+        raise too_large(filename, f"{len(pages)} pages, more than {limits.max_pages}")
     return Document(filename, mime, content_id, raw, pages, page_count=len(pages))
+
+
+def needs_process(filename: str, mime_type: str | None, data: bytes) -> bool:
+    """Whether decoding this file is real work (parsing), worth a separate process; unsupported types
+    raise here, at no cost."""
+    return _detect(filename, mime_type, data)[1] in ("pdf", "html", "xml")
 
 
 def _detect(filename: str, mime_type: str | None, data: bytes) -> tuple[str, Kind]:
@@ -128,24 +164,42 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _pdf_pages(filename: str, data: bytes) -> tuple[str, ...]:
+def _unreadable(filename: str, why: str) -> EngineError:
+    return EngineError(
+        kind="input",
+        code="document_unreadable",
+        message=f"cannot read {filename!r}: {why}",
+        details={"filename": filename},
+    )
+
+
+def _pdf_pages(filename: str, data: bytes, limits: Limits) -> tuple[str, ...]:
     import pypdf  # deferred: only PDF uploads pay for the import
 
+    pages: list[str] = []
+    chars = 0
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             reader.decrypt("")
-        pages = tuple((page.extract_text() or "") for page in reader.pages)
+        count = len(reader.pages)
+        if count > limits.max_pages:
+            raise too_large(filename, f"{count} pages, more than {limits.max_pages}", pages=count)
+        for page in reader.pages:
+            text = page.extract_text() or ""
+            chars += len(text)
+            if chars > limits.max_chars:
+                raise too_large(filename, f"more than {limits.max_chars} characters of text")
+            pages.append(text)
+    except EngineError:
+        raise
+    except MemoryError:
+        raise too_large(filename, "decoding it needs more memory than allowed") from None
     except Exception as exc:  # pypdf raises many unrelated types on malformed input
-        raise EngineError(
-            kind="input",
-            code="unreadable_document",
-            message=f"cannot read PDF {filename!r}: {exc}",
-            details={"filename": filename},
-        ) from exc
+        raise _unreadable(filename, f"{type(exc).__name__}: {exc}") from None
     if not pages:
-        raise EngineError(kind="input", code="unreadable_document", message=f"PDF {filename!r} has no pages")
-    return pages
+        raise _unreadable(filename, "the PDF has no pages")
+    return tuple(pages)
 
 
 class _TextCollector(HTMLParser):
@@ -173,7 +227,7 @@ class _TextCollector(HTMLParser):
             self.parts.append(data.replace("\n", " "))
 
 
-def _html_text(raw: str) -> str:
+def _html_text(raw: str) -> str:  # limited by the text limit checked before it
     collector = _TextCollector()
     collector.feed(raw)
     collector.close()

@@ -7,23 +7,34 @@ functions run in a worker thread so they never block the event loop; async ones 
 An optional `judge(config=, rubric=, value=, expected_label=)` in the same module answers
 `llm_judged_as` assertions; it may return a `JudgeAnswer`, a `{label, passed, reasoning}` dict or a bool.
 
+A function that wants its token usage counted (and priced, see the models file's `[prices]`) returns
+`PassOutput(output=..., engine="python", model=..., usage=Usage(...))` instead of the bare output.
+
 Failures become `EngineError`s, never crashes. A function may raise `EngineError` itself, e.g.
 with `transient=True` to ask the runner for a retry.
+
+Only modules the operator allows are imported (`--python-modules`, plus the python routes of the
+models file): a block is written by any API caller, and `python:MODULE:ATTR` would otherwise import
+any module of the server and call any callable in it (`python:this:x` printed the Zen of Python).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import importlib
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio.to_thread
 
 from orchestrator.engines.base import (
+    Document,
     EngineError,
+    HandleValue,
     JsonInput,
     JudgeAnswer,
     JudgeRequest,
@@ -43,6 +54,33 @@ def _import_error(spec: str, why: str) -> EngineError:
     )
 
 
+def _input_identity(value: HandleValue) -> Any:
+    if isinstance(value, Document):  # the bytes are in the key (sha256); what else the function sees
+        return {"filename": value.filename, "mime_type": value.mime_type, "content": value.sha256 or value.content_id}
+    return {"json": value.data}
+
+
+def module_of(spec: str) -> str:
+    """`python:pkg.mod:fn` → `pkg.mod`."""
+    return (spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec).partition(":")[0]
+
+
+def module_allowed(module: str, allowed: tuple[str, ...]) -> bool:
+    """An allowed entry admits itself and its submodules (`pkg` admits `pkg.rules`, not `pkgx`)."""
+    return any(module == a or module.startswith(a + ".") for a in allowed)
+
+
+def not_allowed(spec: str) -> EngineError:
+    module = module_of(spec)
+    return EngineError(
+        kind="config",
+        code="python_module_not_allowed",
+        message=f"module {module!r} is not allowed to run as {spec!r}: the operator lists the modules blocks may"
+        " call in --python-modules (ORCHESTRATOR_PYTHON_MODULES) or routes them in the models file",
+        details={"model": spec, "module": module, "setting": "python_modules"},
+    )
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -50,10 +88,21 @@ def _describe(exc: BaseException) -> str:
 class PythonEngine:
     name = "python"
 
-    def __init__(self, *, function: str | None = None) -> None:
-        """`function` (a `python:module:attr` spec) replaces the block's model name when set."""
+    def __init__(self, *, function: str | None = None, allowed: tuple[str, ...] | None = None) -> None:
+        """`function` (a `python:module:attr` spec) replaces the block's model name when set; `allowed`:
+        the modules it may import (None: any, for an engine built by hand; the router always passes them)."""
         self.function = function
+        self.allowed = allowed
         self._cache: dict[str, Callable[..., Any]] = {}
+
+    def allow_modules(self, allowed: tuple[str, ...]) -> None:
+        self.allowed = allowed
+        self._cache.clear()
+
+    def _check(self, spec: str) -> None:
+        if self.allowed is not None and spec != self.function and not module_allowed(module_of(spec), self.allowed):
+            raise not_allowed(spec)
+        self._digests: dict[str, str] = {}  # spec -> sha256 of its module's source (cache identity)
 
     def _spec(self, config: Mapping[str, Any]) -> str:
         spec = self.function or config.get("model") or ""
@@ -64,6 +113,7 @@ class PythonEngine:
         cached = self._cache.get(spec)
         if cached is not None:
             return cached
+        self._check(spec)  # before anything is imported
         target = spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec
         module_name, sep, attr = target.partition(":")
         if not sep or not module_name or not attr:
@@ -110,6 +160,30 @@ class PythonEngine:
     def immediate(self, config: Mapping[str, Any]) -> bool:
         return False  # a user's function may do anything, and sync ones run in a thread
 
+    def cache_identity(self, request: PassRequest) -> Any:
+        """What the function is called with (config, inputs as it sees them; the pass index is the
+        runner's to add) and the function itself: its name and the sha256 of its module's source, so
+        that an edited function (the server restarted to load it) never gets its old answers."""
+        spec = self._spec(request.config)
+        self.load(spec)
+        return {
+            "function": spec,
+            "code": self._code(spec),
+            "config": dict(request.config),
+            "inputs": {h: _input_identity(v) for h, v in request.inputs.items()},
+        }
+
+    def _code(self, spec: str) -> str:
+        digest = self._digests.get(spec)
+        if digest is None:
+            module = sys.modules.get((spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec).partition(":")[0])
+            try:
+                source = inspect.getsource(module) if module is not None else ""
+            except (OSError, TypeError):  # no source (a C extension, a module built at run time)
+                source = ""
+            digest = self._digests[spec] = hashlib.sha256(source.encode()).hexdigest()
+        return digest
+
     async def run_pass(self, request: PassRequest) -> PassOutput:
         spec = self._spec(request.config)
         fn = self.load(spec)
@@ -117,11 +191,15 @@ class PythonEngine:
         output = await self._call(
             spec, fn, config=copy.deepcopy(dict(request.config)), inputs=inputs, pass_index=request.pass_index
         )
-        return PassOutput(output=output, engine=self.name, model=str(request.config.get("model") or spec))
+        model = str(request.config.get("model") or spec)
+        if isinstance(output, PassOutput):  # a function that reports the tokens it used (and so its cost)
+            return PassOutput(output=output.output, engine=self.name, model=model, usage=output.usage)
+        return PassOutput(output=output, engine=self.name, model=model)
 
     async def judge(self, request: JudgeRequest) -> JudgeAnswer:
         spec = self._spec(request.config)
-        module_name = (spec[len(PREFIX) :] if spec.startswith(PREFIX) else spec).partition(":")[0]
+        self._check(spec)
+        module_name = module_of(spec)
         module = self._module(spec, module_name) if module_name else None
         judge_fn = getattr(module, "judge", None)
         if not callable(judge_fn):

@@ -12,6 +12,7 @@ tokens_per_minute = 200000
 model = "gpt-4o-mini"             # optional: model name sent to the provider (default: the block's)
 timeout_s = 120                   # one call's timeout (default 120)
 structured_outputs = "auto"       # auto | json_schema | json_object (default auto)
+cache = true                      # false: never read or write this route's passes in the pass cache
 
 [[routes]]
 match = "local-*"                 # e.g. Ollama: no api_key_env, no Authorization header
@@ -23,6 +24,10 @@ model = "llama3.1"
 match = "invoice-rules"           # a python route: `model` names the function to call
 engine = "python"
 model = "python:my_pkg.rules:extract"
+
+[prices]                          # US dollars per million tokens, by model-name pattern: turns the
+"gpt-4o-mini" = { input = 0.15, output = 0.60 }   # tokens of every pass into a cost (exact names first,
+"gpt-4o*" = { input = 2.50, output = 10.00 }      # then patterns in file order); no price, no cost
 ```
 
 Routes are tried in file order, the first match wins. After them come the built-in routes,
@@ -46,11 +51,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.core.usage import Price
 from orchestrator.engines.base import Engine, EngineError
+from orchestrator.engines.python import module_allowed, module_of, not_allowed
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("openai", "python", "simulated")
+MEMO = 1024  # model names whose route and price are remembered
 _KEYS = {
     "match",
     "engine",
@@ -62,7 +70,9 @@ _KEYS = {
     "model",
     "timeout_s",
     "structured_outputs",
+    "cache",
 }
+_PRICE_KEYS = {"input", "output"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,7 @@ class Route:
     model: str | None = None
     timeout_s: float = 120.0
     structured_outputs: str = "auto"
+    cache: bool = True  # false: this route's passes are never read from or written to the pass cache
     builtin: bool = False
     note: str = ""
 
@@ -160,6 +171,8 @@ def _route(index: int, raw: Any, source: str) -> Route:
         raise ValueError(f"{where}: engine 'openai' needs base_url (e.g. https://api.openai.com/v1)")
     if raw.get("structured_outputs", "auto") not in ("auto", "json_schema", "json_object"):
         raise ValueError(f"{where}: structured_outputs must be auto, json_schema or json_object")
+    if not isinstance(raw.get("cache", True), bool):
+        raise ValueError(f"{where}: `cache` must be true or false")
     limits: dict[str, Any] = {}
     for key in ("requests_per_minute", "tokens_per_minute", "timeout_s"):
         if key in raw:
@@ -173,6 +186,7 @@ def _route(index: int, raw: Any, source: str) -> Route:
         api_key_env=raw.get("api_key_env"),
         model=raw.get("model"),
         structured_outputs=raw.get("structured_outputs", "auto"),
+        cache=raw.get("cache", True),
         **limits,
     )
 
@@ -183,13 +197,39 @@ def parse_routes(text: str, *, source: str = "models file") -> list[Route]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: invalid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"routes"})
+    unknown = sorted(set(data) - {"routes", "prices"})
     if unknown:
-        raise ValueError(f"{source}: unknown top-level key(s) {', '.join(unknown)}; expected [[routes]] tables")
+        raise ValueError(
+            f"{source}: unknown top-level key(s) {', '.join(unknown)}; expected [[routes]] tables and [prices]"
+        )
     routes = data.get("routes", [])
     if not isinstance(routes, list):
         raise ValueError(f"{source}: `routes` must be an array of tables ([[routes]])")
     return [_route(i, raw, source) for i, raw in enumerate(routes)]
+
+
+def parse_prices(text: str, *, source: str = "models file") -> list[tuple[str, Price]]:
+    """The `[prices]` table: model-name pattern → `{input = $, output = $}` per million tokens, in file
+    order. Raises ValueError with a readable message."""
+    try:
+        table = tomllib.loads(text).get("prices", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: invalid TOML: {exc}") from None
+    if not isinstance(table, dict):
+        raise ValueError(
+            f'{source}: `prices` must be a table, e.g. [prices] "gpt-4o*" = {{ input = 2.5, output = 10 }}'
+        )
+    out = []
+    for pattern, raw in table.items():
+        where = f"{source}: prices[{pattern!r}]"
+        if not isinstance(raw, dict) or set(raw) != _PRICE_KEYS:
+            raise ValueError(f"{where} must be {{ input = USD, output = USD }} per million tokens")
+        for key in ("input", "output"):
+            value = raw[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{where}: `{key}` must be a number of dollars ≥ 0 per million tokens, got {value!r}")
+        out.append((pattern, Price(float(raw["input"]), float(raw["output"]))))
+    return out
 
 
 class EngineRouter:
@@ -199,12 +239,21 @@ class EngineRouter:
         *,
         environ: Mapping[str, str] | None = None,
         factories: Mapping[str, EngineFactory] | None = None,
+        prices: list[tuple[str, Price]] | tuple[tuple[str, Price], ...] = (),
+        python_modules: tuple[str, ...] = (),
     ) -> None:
         self.routes: tuple[Route, ...] = (*routes, *BUILTIN_ROUTES)
+        # The modules `python:` models may import: the operator's list and the models file's python routes.
+        self.python_modules = tuple(
+            dict.fromkeys([*python_modules, *(module_of(r.model) for r in routes if r.engine == "python" and r.model)])
+        )
+        self.prices: tuple[tuple[str, Price], ...] = tuple(prices)
         self._environ = environ
         self._factories = {**DEFAULT_FACTORIES, **(factories or {})}
         self._engines: dict[int, Engine] = {}
         self._share = 1.0
+        self._found: dict[str, int | None] = {}  # model name -> route index (see _index)
+        self._priced: dict[str, Price | None] = {}
 
     @classmethod
     def from_file(
@@ -213,23 +262,71 @@ class EngineRouter:
         *,
         environ: Mapping[str, str] | None = None,
         factories: Mapping[str, EngineFactory] | None = None,
+        python_modules: tuple[str, ...] = (),
     ) -> EngineRouter:
         if not path:
-            return cls(environ=environ, factories=factories)
+            return cls(environ=environ, factories=factories, python_modules=python_modules)
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ValueError(f"cannot read models file {str(path)!r}: {exc.strerror or exc}") from None
-        return cls(parse_routes(text, source=str(path)), environ=environ, factories=factories)
+        return cls(
+            parse_routes(text, source=str(path)),
+            environ=environ,
+            factories=factories,
+            prices=parse_prices(text, source=str(path)),
+            python_modules=python_modules,
+        )
+
+    def check_allowed(self, model: str) -> None:
+        """Raise `python_module_not_allowed` for a `python:` model whose module the operator did not allow
+        (what a block may be saved with). Imports nothing."""
+        route = self.route_for(model)
+        if route is not None and route.engine == "python" and route.builtin:
+            if not module_allowed(module_of(model), self.python_modules):
+                raise not_allowed(model)
 
     @property
     def environ(self) -> Mapping[str, str]:
         return os.environ if self._environ is None else self._environ
 
     def _index(self, model: str) -> int | None:
-        for index, route in enumerate(self.routes):
-            if fnmatch.fnmatchcase(model, route.match):
-                return index
+        # Asked for every pass (and its price for every child): remembered, as the routes never change.
+        try:
+            return self._found[model]
+        except KeyError:
+            pass
+        found = next((i for i, r in enumerate(self.routes) if fnmatch.fnmatchcase(model, r.match)), None)
+        if len(self._found) >= MEMO:
+            self._found.clear()  # model names come from block configs: bounded, however many there are
+        self._found[model] = found
+        return found
+
+    def route_for(self, model: str) -> Route | None:
+        index = self._index(model)
+        return None if index is None else self.routes[index]
+
+    def price_for(self, model: str) -> Price | None:
+        """The price of a model's tokens: an exact `[prices]` key first, else the first pattern (file order)
+        that matches the block's model name or the name the route sends to the provider. None: unknown."""
+        if model in self._priced:
+            return self._priced[model]
+        if len(self._priced) >= MEMO:
+            self._priced.clear()
+        price = self._priced[model] = self._price(model)
+        return price
+
+    def _price(self, model: str) -> Price | None:
+        route = self.route_for(model)
+        names = [model, *([route.model] if route is not None and route.model else [])]
+        for name in names:
+            for pattern, price in self.prices:
+                if pattern == name:
+                    return price
+        for name in names:
+            for pattern, price in self.prices:
+                if fnmatch.fnmatchcase(name, pattern):
+                    return price
         return None
 
     def resolve(self, model: str) -> Engine:
@@ -249,6 +346,9 @@ class EngineRouter:
         if engine is None:
             route = self.routes[index]
             engine = self._factories[route.engine](route, self.environ)
+            allow = getattr(engine, "allow_modules", None)  # the python engine: what it may import
+            if allow is not None:
+                allow(self.python_modules)
             self._engines[index] = engine
             if self._share != 1.0:
                 _set_share(engine, self._share)
@@ -290,6 +390,7 @@ class EngineRouter:
                     "tokens_per_minute": route.tokens_per_minute,
                     "timeout_s": route.timeout_s if route.engine == "openai" else None,
                     "structured_outputs": route.structured_outputs if route.engine == "openai" else None,
+                    "cache": route.cache,
                     "builtin": route.builtin,
                     "simulated": route.engine == "simulated",
                     "note": route.note,

@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, TypeVar, cast
 
 import anyio
 
+from orchestrator.feed.trim import Trimmer
 from orchestrator.store.records import FeedEvent
 
 Event = dict[str, Any]
@@ -189,6 +190,7 @@ class Hub:
         self.rows: Fifo[str, Mapping[str, Any]] = Fifo(256)  # runs' immutable columns, by id
         self.batches: Fifo[tuple[Any, ...], Any] = Fifo(64)  # batch frames by (scope, range): feed/stream.py
         self.slices = 0  # publish calls so far: the events of one call form a slice
+        self.trimmer = Trimmer()  # departed subscribers' buffers go back to the system
         # Aligned pages of stored events replayed by lagging readers, shared by all of them (stream.py).
         self.pages: Fifo[tuple[str | None, int], list[Event]] = Fifo(8)
         self._closed: anyio.Event | None = None
@@ -229,6 +231,7 @@ class Hub:
                 if sub.run_id is not None:
                     self._rings.pop((sub.mode, sub.run_id), None)
         sub.closed = True
+        self.trimmer.departed()
 
     def publish(self, events: Iterable[FeedEvent] | Iterable[Event]) -> None:
         """The broker of the API process: committed events, in commit order as far as the caller knows."""

@@ -72,7 +72,9 @@ class Feed:
     ping_s: float = 15.0
     page: int = 500
     batch: int = 256  # events per write: bounds what one stuck socket can hold in its transport buffer
-    batch_bytes: int = 256 * 1024
+    # what one write may queue past the transport's high-water mark, per subscriber: a subscriber that stops
+    # reading holds about this much (256 KB made 400 stuck subscribers cost 150 MB, 64 KB 85 MB)
+    batch_bytes: int = 64 * 1024
     snapshot_recent: int = 20
     snapshot_limit: int = 500
 

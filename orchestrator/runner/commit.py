@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from orchestrator.errors import StorageFull
 from orchestrator.store import Store
 from orchestrator.store.records import ChildFinish, ChildStart, FeedEvent
 
@@ -84,7 +85,9 @@ async def commit_items(
     store: Store, owner: str, batch: list[Item], fail_run: Callable[[str, str], Awaitable[None]]
 ) -> list[FeedEvent]:
     """One transaction for the batch; if it fails, one per item so a poison row is isolated: its run
-    fails (never stays running) and the others commit. Shielded: the store publishes what it committed."""
+    fails (never stays running) and the others commit. Shielded: the store publishes what it committed.
+    A full disk is no poison: `StorageFull` propagates with nothing written, and the caller keeps the
+    batch and tries again once writes succeed (runs pause, then go on)."""
     starts: list[ChildStart] = [v for k, v in batch if k == "start"]
     finishes: list[ChildFinish] = [v for k, v in batch if k == "finish"]
     events: list[FeedEvent] = []
@@ -92,17 +95,51 @@ async def commit_items(
         try:
             events = await store.children.apply(starts, finishes, owner=owner)
             starts, finishes = [], []
+        except StorageFull:
+            raise
         except Exception:
             log.exception("group commit of %d item(s) failed; committing them one by one", len(batch))
         for start in starts:
             try:
                 events += await store.children.apply([start], [], owner=owner)
+            except StorageFull:
+                raise  # the caller retries the batch: what was already written is fenced off by the lease
             except Exception:
                 log.exception("start of child %s could not be stored", start.child_id)
         for finish in finishes:
             try:
                 events += await store.children.apply([], [finish], owner=owner)
+            except StorageFull:
+                raise
             except Exception as exc:
                 log.exception("result of child %s could not be stored", finish.child_id)
                 await fail_run(finish.run_id, f"internal error while storing a result: {exc!r}")
     return events
+
+
+class Pausable(Protocol):
+    def storage_full(self) -> None: ...
+    def storage_ok(self) -> None: ...
+
+
+async def commit_until_stored(
+    store: Store,
+    owner: str,
+    batch: list[Item],
+    fail_run: Callable[[str, str], Awaitable[None]],
+    runner: Pausable,
+) -> list[FeedEvent]:
+    """`commit_items`, again and again while the store is full: the children finished, only their results
+    wait, so the batch is kept and the runner pauses (no new child starts) until a write succeeds. The
+    store logs the fault once per 30 s."""
+    delay = 0.05
+    while True:
+        try:
+            events = await commit_items(store, owner, batch, fail_run)
+        except StorageFull:
+            runner.storage_full()
+            await anyio.sleep(delay)
+            delay = min(2.0, delay * 2)
+            continue
+        runner.storage_ok()
+        return events

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.core import planning
 from orchestrator.engines.base import Document, EngineError, HandleValue, JsonInput
-from orchestrator.engines.documents import load_document
+from orchestrator.engines.decoding import DecodeLimits, Decoder
 from orchestrator.errors import NotFound
+from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.records import Row, RunRecord
 
@@ -83,20 +86,40 @@ async def prepare(store: Store, run: RunRecord) -> RunContext:
     return RunContext(run=run, blocks=by_id, draft_fp=planning.draft_fingerprint(blocks, edges))
 
 
-class DocumentCache:
-    """Decoded documents by file id: many checks share one document, parse it once."""
+def document_bytes(doc: Document) -> int:
+    """What a decoded document holds in memory: its text, its pages (a second copy) and its images."""
+    return sys.getsizeof(doc.text) + sum(sys.getsizeof(p) for p in doc.pages) + sum(len(i) for i in doc.images)
 
-    def __init__(self, store: Store, size: int = 256) -> None:
+
+class DocumentCache:
+    """Decoded documents by file id: many checks share one document, parse it once. Bounded by the
+    bytes it holds, not by a count: 256 entries of a PDF that decodes to 80 MB kept gigabytes."""
+
+    def __init__(self, store: Store, decoder: Decoder, budget_bytes: int = 64 << 20) -> None:
         self.store = store
-        self.size = size
-        self._items: OrderedDict[str, Document] = OrderedDict()
+        self.decoder = decoder
+        self.budget = budget_bytes
+        self.held = 0
+        self._items: OrderedDict[str, tuple[Document, int]] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> DocumentCache:
+        limits = DecodeLimits(
+            max_pages=settings.document_max_pages,
+            max_chars=settings.document_max_chars,
+            timeout_s=settings.document_timeout_s,
+        )
+        return cls(store, Decoder(limits, settings.document_processes), settings.document_cache_mb << 20)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def get(self, ref: dict[str, Any]) -> Document:
         file_id = str(ref.get("id") or ref.get("original_id") or "")
         hit = self._items.get(file_id)
         if hit is not None:
             self._items.move_to_end(file_id)
-            return hit
+            return hit[0]
         try:
             meta = await self.store.files.get(file_id)
             data = await self.store.files.data(file_id)
@@ -104,11 +127,21 @@ class DocumentCache:
             raise EngineError(
                 kind="input", code="file_not_found", message=f"File {file_id} not found", details={"file_id": file_id}
             ) from exc
-        doc = load_document(filename=meta["filename"], mime_type=meta["mime_type"], data=data or b"")
-        self._items[file_id] = doc
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
+        doc = await self.decoder.decode(filename=meta["filename"], mime_type=meta["mime_type"], data=data or b"")
+        # The whole sha256 of the bytes: part of every pass cache key of this document (content_id is a prefix).
+        doc = replace(doc, sha256=hashlib.sha256(data or b"").hexdigest())
+        self._keep(file_id, doc)
         return doc
+
+    def _keep(self, file_id: str, doc: Document) -> None:
+        size = document_bytes(doc)
+        if size > self.budget or file_id in self._items:
+            return  # larger than the whole budget: decoded for this child only
+        self._items[file_id] = (doc, size)
+        self.held += size
+        while self.held > self.budget:
+            _, (_, freed) = self._items.popitem(last=False)
+            self.held -= freed
 
 
 async def resolve_inputs(cache: DocumentCache, handle_inputs: dict[str, Any]) -> dict[str, HandleValue]:

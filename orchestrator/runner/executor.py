@@ -7,28 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import orjson
 
-from orchestrator.core import assertions, planning
+from orchestrator.core import assertions, planning, usage
 from orchestrator.core.consensus import ConsensusRecord, reduce_passes
 from orchestrator.engines.base import EngineError, HandleValue, JudgeRequest, PassOutput, PassRequest
 from orchestrator.engines.ratelimit import backoff_delay
 from orchestrator.engines.router import EngineRouter
 from orchestrator.ids import ms_between, now_iso
+from orchestrator.runner import artifact
+from orchestrator.runner.artifact import PassResult
 from orchestrator.runner.context import DocumentCache, RunContext, resolve_inputs
 from orchestrator.runner.fair import FairLimiter, Reservation
+from orchestrator.runner.passcache import PassCache, Prepared, cached_output, entry, model_of, page_count, stale
 from orchestrator.settings import Settings
-from orchestrator.store.records import ChildFinish, ClaimedChild, Row
+from orchestrator.store.records import CacheEntry, ChildFinish, ClaimedChild, Row
 
-OPERATION = {"extract": "extraction", "classifier": "classification", "split": "split"}
-ARTIFACT_PREFIX = {"extract": "extr", "classifier": "cls", "split": "splt"}
+__all__ = ["Executor", "PassResult", "model_of"]
 STAT_FOR_KIND = {
     "rate_limited": "rate_limited",
     "timeout": "timed_out",
@@ -42,20 +44,6 @@ REDUCE_INLINE_BYTES = 4096
 REDUCE_THREADS = 2
 
 
-@dataclass
-class PassResult:
-    output: PassOutput | None
-    error: EngineError | None
-    attempts: int
-
-
-DEFAULT_MODEL = "retab-small"  # spec §2.2: an extract block's model defaults to retab-small
-
-
-def model_of(config: Mapping[str, Any]) -> str:
-    return str(config.get("model") or DEFAULT_MODEL)
-
-
 class Executor:
     def __init__(
         self,
@@ -64,10 +52,12 @@ class Executor:
         cache: DocumentCache,
         limiter: FairLimiter,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        passes: PassCache | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
-        self.cache = cache
+        self.cache = cache  # decoded documents
+        self.passes = passes  # the pass cache (None: every pass is called)
         self.limiter = limiter
         self.sleep = sleep
         self.rng = random.Random()
@@ -90,11 +80,14 @@ class Executor:
         limiter = self.limiter
         timeout_s = self.settings.pass_timeout_s
         while True:
+            called = False  # an error before the engine was reached (no route) is not a call
             try:
                 engine = self.router.resolve(model_of(request.config))
                 if ticket is not None and attempt == 0:
                     ticket.take()  # from here on this pass counts as queued or in use
                 await limiter.acquire(key)
+                stats[usage.ENGINE_CALLS] += 1
+                called = True
                 try:
                     if immediate:  # it cannot outlast a timeout: it never waits
                         return PassResult(await engine.run_pass(request), None, attempt + 1)
@@ -112,6 +105,8 @@ class Executor:
             except EngineError as exc:
                 err = exc
             stats[STAT_FOR_KIND.get(err.kind, "other_errors")] += 1
+            if called:
+                stats[usage.FAILED_CALLS] += 1
             if not err.transient or attempt >= self.settings.pass_retries:
                 stats["failed_passes"] += 1
                 return PassResult(None, err, attempt + 1)
@@ -119,6 +114,34 @@ class Executor:
             # Outside the limiter: a pass waiting out its backoff holds no slot.
             await self.sleep(backoff_delay(attempt, err.retry_after, base=self.settings.retry_base_s, rng=self.rng))
             attempt += 1
+
+    async def _miss(
+        self,
+        key: str,
+        request: PassRequest,
+        stats: Counter[str],
+        ticket: Reservation | None,
+        cache_key: str | None,
+        immediate: bool,
+    ) -> PassResult:
+        """A pass the cache did not have. An identical pass in flight in this worker (another child, another
+        run, same key) is waited for instead of called twice; if it fails, this one is called. Passes that
+        never wait cannot overlap, so they skip the bookkeeping."""
+        passes = self.passes
+        if cache_key is None or passes is None or immediate:
+            return await self._one_pass(key, request, stats, ticket, immediate=immediate)
+        shared = await passes.shared(cache_key)
+        if shared is not None:
+            if ticket is not None:
+                ticket.take()
+            return PassResult(shared, None, 0, cached=True)
+        fut = passes.begin(cache_key)
+        result: PassResult | None = None
+        try:
+            result = await self._one_pass(key, request, stats, ticket)
+            return result
+        finally:
+            passes.end(cache_key, fut, result.output if result is not None else None)
 
     async def _passes(
         self,
@@ -129,31 +152,71 @@ class Executor:
         seed: int,
         stats: Counter[str],
         ticket: Reservation | None,
+        prep: Prepared | None = None,
     ) -> list[PassResult]:
         config = dict(block.get("config") or {})
-        requests = [
-            PassRequest(
-                block_id=block["id"],
-                block_type=block["type"],
-                config=config,
-                inputs=inputs,
-                pass_index=i,
-                n_passes=n,
-                seed=seed,
-            )
-            for i in range(n)
-        ]
-        if n == 1:
-            return [await self._one_pass(key, requests[0], stats, ticket)]
-        if self._immediate(config):
+        results: list[PassResult | None] = [None] * n
+        todo: list[int] = []
+        for i in range(n):
+            hit = prep.hits.get(i) if prep is not None else None
+            if hit is not None:
+                results[i] = PassResult(cached_output(hit), None, 0, cached=True)
+            else:
+                todo.append(i)
+        request_key = prep.key if prep is not None else None
+
+        def run(i: int, immediate: bool = False) -> Coroutine[Any, Any, PassResult]:
+            request = PassRequest(block["id"], block["type"], config, inputs, i, n, seed)
+            return self._miss(key, request, stats, ticket, f"{request_key}:{i}" if request_key else None, immediate)
+
+        if len(todo) == 1:
+            results[todo[0]] = await run(todo[0])
+        elif todo and self._immediate(config):
             # Nothing to overlap: one after the other in this task, no task or timeout per pass.
-            return [await self._one_pass(key, r, stats, ticket, immediate=True) for r in requests]
-        # Structured: the group owns passes 1..n-1 and the current task runs pass 0 itself (one task
-        # fewer per child). A cancelled child cancels this task, and the group then its passes.
-        async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._one_pass(key, requests[i], stats, ticket)) for i in range(1, n)]
-            first = await self._one_pass(key, requests[0], stats, ticket)
-        return [first, *(t.result() for t in tasks)]
+            for i in todo:
+                results[i] = await run(i, immediate=True)
+        elif todo:
+            # Structured: the group owns the other passes and the current task runs the first itself (one
+            # task fewer per child). A cancelled child cancels this task, and the group then its passes.
+            async with asyncio.TaskGroup() as tg:
+                tasks = {i: tg.create_task(run(i)) for i in todo[1:]}
+                results[todo[0]] = await run(todo[0])
+            for i, t in tasks.items():
+                results[i] = t.result()
+        return [r for r in results if r is not None]
+
+    async def _prepare(
+        self, ctx: RunContext, child: ClaimedChild, block: Row, n: int
+    ) -> tuple[Prepared | None, dict[str, HandleValue]]:
+        """A child that was not looked up when its page was claimed (called directly, or its run does not
+        use the cache): look it up now. Also its inputs, resolved on the way."""
+        inputs = await resolve_inputs(self.cache, child.get("handle_inputs") or {})
+        key = self.passes.key(ctx, block, inputs, n) if self.passes is not None else None
+        if key is None or self.passes is None:
+            return None, inputs
+        prep = Prepared(key, page_count=page_count(inputs), n=n)
+        prep.use(await self.passes.lookup([key]))
+        return prep, inputs
+
+    def _cache_outcome(
+        self, model: str, prep: Prepared | None, results: list[PassResult], stats: Counter[str]
+    ) -> tuple[list[CacheEntry], list[str]]:
+        """Tokens, cost and cache counters of the passes into `stats`; the new entries to store and the
+        used ones whose LRU stamp should move."""
+        price = self.router.price_for(model)
+        done = [(r.cached, r.output) for r in results if r.output is not None]
+        stats.update(usage.tally((_usage_of(cached, out) for cached, out in done), price))
+        hits = sum(cached for cached, _ in done)
+        if hits:
+            stats[usage.CACHE_HITS] += hits
+        key = prep.key if prep is not None else None
+        if not key or prep is None:
+            return [], []
+        stats[usage.CACHE_MISSES] += len(results) - hits
+        put = entry(key, [(i, r.output) for i, r in enumerate(results) if r.output and not r.cached])
+        now = time.time()
+        touched = any(stale(h, now) for h in prep.hits.values())
+        return ([put] if put else []), ([key] if touched else [])
 
     def _immediate(self, config: Mapping[str, Any]) -> bool:
         try:
@@ -163,8 +226,11 @@ class Executor:
         check = getattr(engine, "immediate", None)  # engines written before the method: assume they wait
         return bool(check(config)) if check is not None else False
 
-    async def execute(self, ctx: RunContext, child: ClaimedChild, ticket: Reservation | None = None) -> ChildFinish:
-        """`ticket`: the slots the scheduler reserved for this child's passes (the caller closes it)."""
+    async def execute(
+        self, ctx: RunContext, child: ClaimedChild, ticket: Reservation | None = None, prep: Prepared | None = None
+    ) -> ChildFinish:
+        """`ticket`: the slots the scheduler reserved for this child's passes (the caller closes it);
+        `prep`: its passes' keys and cached passes, looked up when its page was claimed."""
         started = now_iso()
         stats: Counter[str] = Counter()
         block = ctx.block(child["block_id"])
@@ -185,24 +251,31 @@ class Executor:
                 None,
                 EngineError(kind="config", code="block_not_runnable", message=f"Block {child['block_id']} {why}"),
             )
+        n = ctx.n_for(block)
+        inputs: dict[str, HandleValue] = {}
         try:
-            inputs = await resolve_inputs(self.cache, child.get("handle_inputs") or {})
+            if prep is None:
+                prep, inputs = await self._prepare(ctx, child, block, n)
+            elif prep.misses(n):  # a fully cached child never reads its documents
+                inputs = await resolve_inputs(self.cache, child.get("handle_inputs") or {})
         except EngineError as exc:
             return self._block_failure(ctx, child, base, block, exc)
-        n = ctx.n_for(block)
-        results = await self._passes(base.run_id, block, inputs, n, int(ctx.run.get("seed") or 0), stats, ticket)
+        seed = int(ctx.run.get("seed") or 0)
+        results = await self._passes(base.run_id, block, inputs, n, seed, stats, ticket, prep)
+        model = model_of(block.get("config") or {})
+        base.cache_puts, base.cache_touches = self._cache_outcome(model, prep, results, stats)
         base.stats = dict(stats)
         outputs = [r.output.output if r.output else None for r in results]
         errors = [r.error for r in results if r.error]
         if all(o is None for o in outputs):
             return self._block_failure(ctx, child, base, block, errors[0] if errors else None)
         first = next(r.output for r in results if r.output)
-        page_count = next((v.page_count for v in inputs.values() if hasattr(v, "page_count")), None)
+        pages = page_count(inputs) if inputs else prep.page_count if prep else None
         record: dict[str, Any] = dict(
-            await self._reduce(block["type"], outputs, page_count, (block.get("config") or {}).get("json_schema"))
+            await self._reduce(block["type"], outputs, pages, (block.get("config") or {}).get("json_schema"))
         )
         handle_outputs = {"output-json-0": record["value"]}
-        artifact = self._artifact(ctx, child, block, n, inputs, results, record, first)
+        art = artifact.build(ctx.run["id"], child, block, model, n, results, record)
         fps = self._fingerprints(ctx, block, child)
         result: dict[str, Any] = {
             "handle_outputs": handle_outputs,
@@ -212,10 +285,10 @@ class Executor:
             "model": first.model,
             "n_passes": n,
             "pass_errors": [_err_json(e) for e in errors],
-            "routing_decisions": _routing(block, record["value"]),
-            "usage": artifact["body"].get("usage"),
+            "routing_decisions": artifact.routing(block, record["value"]),
+            "usage": art["body"].get("usage"),
         }
-        base.artifact = artifact
+        base.artifact = art
         base.completed_at = now_iso()
         if ctx.kind == "experiment":
             base.score = float(record["score"])
@@ -344,58 +417,10 @@ class Executor:
             "execution_fingerprint": planning.execution_fingerprint(bfp, ifp),
         }
 
-    def _artifact(
-        self,
-        ctx: RunContext,
-        child: ClaimedChild,
-        block: Row,
-        n: int,
-        inputs: dict[str, HandleValue],
-        results: list[PassResult],
-        record: dict[str, Any],
-        first: PassOutput,
-    ) -> dict[str, Any]:
-        config = block.get("config") or {}
-        btype = block["type"]
-        file_ref = _file_ref(child.get("handle_inputs") or {})
-        usage = {"credits": 0.0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-        for r in results:
-            if r.output and r.output.usage:
-                usage["prompt_tokens"] += r.output.usage.prompt_tokens
-                usage["completion_tokens"] += r.output.usage.completion_tokens
-                usage["total_tokens"] += r.output.usage.total_tokens
-        body: dict[str, Any] = {
-            "id": _artifact_id(btype, child["id"]),
-            "operation": OPERATION[btype],
-            "file": file_ref,
-            "model": model_of(config),
-            "engine": first.engine,
-            "n_consensus": n,
-            "instructions": config.get("instructions") or config.get("prompt"),
-            "status": "completed",
-            "output": record["value"],
-            "usage": usage,
-            "created_at": now_iso(),
-            "consensus": {
-                "choices": [r.output.output if r.output else None for r in results],
-                "likelihoods": record["likelihoods"],
-            },
-            "metadata": {"run_id": ctx.run["id"], "result_id": child["id"], "block_id": block["id"]},
-        }
-        if btype == "extract":
-            body["json_schema"] = config.get("json_schema") or {}
-        elif btype == "classifier":
-            body["categories"] = config.get("categories") or []
-        else:
-            body["subdocuments"] = config.get("subdocuments") or []
-        return {"id": body["id"], "operation": body["operation"], "body": body}
 
-
-def _artifact_id(block_type: str, child_id: str) -> str:
-    """One artifact per committed child, so the child's unique token names it. Not ids.new_id: that
-    reads os.urandom, a syscall that drops the GIL, and getting the GIL back from the busy database
-    thread cost the event loop up to a switch interval (5 ms) per child under load."""
-    return f"{ARTIFACT_PREFIX[block_type]}_{child_id.partition('_')[2] or child_id}"
+def _usage_of(cached: bool, out: PassOutput) -> usage.PassUsage:
+    u = out.usage
+    return (cached, u.prompt_tokens if u else None, u.completion_tokens if u else None, out.engine == "simulated")
 
 
 def _approx_size(outputs: list[Any]) -> int:
@@ -407,34 +432,6 @@ def _approx_size(outputs: list[Any]) -> int:
 
 def _err_json(err: EngineError) -> dict[str, Any]:
     return {"kind": err.kind, "code": err.code, "message": err.message}
-
-
-def _file_ref(handle_inputs: dict[str, Any]) -> dict[str, Any]:
-    for payload in handle_inputs.values():
-        if isinstance(payload, dict) and isinstance(payload.get("document"), dict):
-            d = payload["document"]
-            return {
-                "id": d.get("id") or d.get("original_id") or "",
-                "filename": d.get("filename") or "",
-                "mime_type": d.get("mime_type") or "application/octet-stream",
-            }
-    return {"id": "", "filename": "inputs.json", "mime_type": "application/json"}
-
-
-def _routing(block: Row, value: Any) -> list[str]:
-    config = block.get("config") or {}
-    if block["type"] == "classifier" and isinstance(value, dict):
-        for cat in config.get("categories") or []:
-            if cat.get("name") == value.get("category"):
-                key = cat.get("handle_key") or str(cat["name"]).lower().replace(" ", "-")
-                return [f"output-file-{key}"]
-    if block["type"] == "split" and isinstance(value, list):
-        keys = {
-            s.get("name"): s.get("handle_key") or str(s.get("name")).lower().replace(" ", "-")
-            for s in config.get("subdocuments") or []
-        }
-        return [f"output-file-{keys.get(s.get('name'), s.get('name'))}" for s in value if isinstance(s, dict)]
-    return []
 
 
 def _loads(raw: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Protocol
 import anyio
 
 from orchestrator.core.lifecycle import TERMINAL
+from orchestrator.errors import StorageFull
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 
@@ -42,6 +43,8 @@ class Runner(Protocol):
     def resume(self, run_id: str) -> bool: ...
     def stop_feeding(self, run_id: str) -> None: ...
     def rebalance(self, live: list[str]) -> None: ...
+    def storage_full(self) -> None: ...
+    def storage_ok(self) -> None: ...
 
 
 class Membership:
@@ -134,10 +137,13 @@ class Membership:
                 if live != self.live:
                     self.live = live
                     self.runner.rebalance(live)
+                self.runner.storage_ok()  # the beat was a write: the store accepts them (again)
                 dead = await self.store.workers.reap(stale)
                 if await self.store.children.reclaim(time.time(), dead):
                     self.store.signals.notify("runs")
                     self.poke()
+            except StorageFull:
+                self.runner.storage_full()  # logged by the store, once per 30 s
             except Exception:
                 log.exception("worker %s heartbeat failed", self.worker_id)
             with anyio.move_on_after(every):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from orchestrator.runner.context import RunContext
+from orchestrator.runner.passcache import Prepared
 from orchestrator.store.records import ClaimedChild
 
 PAGE = 256  # the largest page of children claimed at once
@@ -33,6 +34,7 @@ class ActiveRun:
     in_flight: int = 0
     scopes: set[anyio.CancelScope] = field(default_factory=set)
     cancelled: bool = False
+    prepared: dict[str, Prepared] = field(default_factory=dict)  # buffered children's pass cache look-ups
 
     @property
     def id(self) -> str:
@@ -52,7 +54,10 @@ def min_page(slots: int, passes_per_child: int) -> int:
 
 
 def next_page(taken: int, elapsed_s: float, smallest: int, current: int) -> int:
-    """HOLD_S of work at the rate the last page went (`taken` children in `elapsed_s`)."""
+    """HOLD_S of work at the rate the last page went (`taken` children in `elapsed_s`), at most twice the
+    last page: a page of one child taken the instant it arrived says nothing about the rate (it measures
+    one free slot, not the engine), and a burst estimate would claim a whole page that the other workers
+    then cannot run. Doubling still reaches PAGE within eight claims on a fast run."""
     if not taken or elapsed_s <= 0:
         return current
-    return max(smallest, min(PAGE, int(taken / elapsed_s * HOLD_S)))
+    return max(smallest, min(PAGE, 2 * current, int(taken / elapsed_s * HOLD_S)))

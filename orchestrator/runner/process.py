@@ -37,7 +37,7 @@ async def run_worker(settings: Settings, *, stop: anyio.Event, parent_pid: int |
     # The database thread releases the GIL at every statement and must get it back from a busy event
     # loop: at the default 5 ms switch interval a 15-statement group commit waited ~60 ms for it.
     sys.setswitchinterval(GIL_SWITCH_S)
-    router = EngineRouter.from_file(settings.models or None)
+    router = EngineRouter.from_file(settings.models or None, python_modules=settings.python_module_list)
     store: Store = open_store(settings.db)
     store.set_broker(EventsSignal(store.signals))
     await store.open()

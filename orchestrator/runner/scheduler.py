@@ -25,9 +25,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from orchestrator.core.lifecycle import TERMINAL, open_count
 from orchestrator.engines.router import EngineRouter
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, StorageFull
 from orchestrator.ids import new_id, now_iso
-from orchestrator.runner.commit import Item, choose_batch, commit_items, group_commit
+from orchestrator.runner.commit import Item, choose_batch, commit_until_stored, group_commit
 from orchestrator.runner.context import DocumentCache, RunSetupError, prepare
 from orchestrator.runner.executor import Executor
 from orchestrator.runner.fair import FairLimiter, Reservation
@@ -35,6 +35,7 @@ from orchestrator.runner.maintenance import maintenance_loop
 from orchestrator.runner.membership import Membership, share
 from orchestrator.runner.pacing import Pacer
 from orchestrator.runner.pages import ActiveRun, min_page, next_page
+from orchestrator.runner.passcache import PassCache, Trimmer
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.store.records import ChildFinish, ChildStart, ClaimedChild
@@ -51,7 +52,11 @@ class Scheduler:
         self.worker_id = worker_id or new_id("wrk")
         self.limiter = FairLimiter(settings.max_concurrency)
         self.membership = Membership(settings, store, self)
-        self.executor = Executor(settings, router, DocumentCache(store), self.limiter)
+        self.passes = PassCache(store, router, enabled=settings.cache)
+        self.trimmer = Trimmer(store, settings.cache_max_mb << 20)
+        self.executor = Executor(
+            settings, router, DocumentCache.from_settings(store, settings), self.limiter, passes=self.passes
+        )
         self._runs: dict[str, ActiveRun] = {}
         self._order: deque[str] = deque()
         self._work = anyio.Event()  # the lag monitor's wake-up when a run arrives
@@ -66,6 +71,9 @@ class Scheduler:
         self._recv: MemoryObjectReceiveStream[Item] | None = None
         self.pacer = Pacer(settings.max_loop_lag_ms, store)
         self._run_cap = settings.per_run_concurrency or 1 << 30  # this worker's share of the per-run cap
+        # The store refused a write for lack of space: no child starts until a write succeeds again (a
+        # commit, a claim or the heartbeat); finished children wait in the committer, which retries.
+        self.paused = False
 
     # -- lifecycle of the scheduler itself
     async def __aenter__(self) -> Scheduler:
@@ -81,8 +89,9 @@ class Scheduler:
             self._work_tg.start_soon(self._worker)
         if self.settings.max_loop_lag_ms > 0:
             self._work_tg.start_soon(self.pacer.monitor, lambda: bool(self._runs), self._until_work, self._notify)
-        if self.settings.event_retention_days > 0:
-            self._work_tg.start_soon(maintenance_loop, self.store, self.settings.event_retention_days)
+        self._work_tg.start_soon(maintenance_loop, self.store, self.settings.event_retention_days)
+        if self.settings.cache:
+            self._work_tg.start_soon(self.trimmer.run)
         self._work_tg.start_soon(self.membership.heartbeat)
         self._work_tg.start_soon(self.membership.discover)
         return self
@@ -152,6 +161,7 @@ class Scheduler:
         if active is not None:
             active.cancelled = True
             active.buffer.clear()
+            active.prepared.clear()
             for scope in list(active.scopes):
                 scope.cancel()
 
@@ -168,10 +178,20 @@ class Scheduler:
     def active_runs(self) -> int:
         return len(self._runs)
 
+    def storage_full(self) -> None:
+        self.paused = True
+
+    def storage_ok(self) -> None:
+        if self.paused:
+            self.paused = False
+            self._notify()
+
     # -- starting a run
     async def _start_run(self, run_id: str) -> None:
         try:
             await self._start(run_id)
+        except StorageFull:
+            self.storage_full()  # not the run's fault: discovery finds it again once writes succeed
         except Exception as exc:  # a bug here must fail this run, not the scheduler
             log.exception("run %s could not start", run_id)
             await self._fail_run(run_id, f"internal error while starting the run: {exc!r}", "internal")
@@ -200,7 +220,9 @@ class Scheduler:
         if open_count(state) == 0:  # nothing to run: no children, or all committed before a restart
             await self._finish(run_id)
             return
+        prepared = await self.passes.prepare(ctx, rows, self.executor.cache)
         active = ActiveRun(ctx, buffer=deque(rows), exhausted=len(rows) < page, page=page, claimed_at=time.monotonic())
+        active.prepared = prepared
         self._runs[run_id] = active
         if run_id not in self._order:
             self._order.append(run_id)
@@ -216,6 +238,10 @@ class Scheduler:
             rows = await self.store.children.claim(
                 active.id, active.page, owner=self.worker_id, lease_s=self.settings.lease_s
             )
+            active.prepared.update(await self.passes.prepare(active.ctx, rows, self.executor.cache))
+        except StorageFull:
+            self.storage_full()  # claimed again once writes succeed (the pause stops _pick meanwhile)
+            return
         except Exception as exc:
             log.exception("claiming children of run %s failed", active.id)
             await self._fail_run(active.id, f"internal error while claiming children: {exc!r}", "internal")
@@ -274,6 +300,8 @@ class Scheduler:
         worker or a newer run's turn can still reach them, not in the limiter's queue.
 
         Synchronous on purpose: no other worker can change the rotation while it runs."""
+        if self.paused:
+            return None  # storage_ok() wakes the workers
         if not self.limiter.has_room():
             self._room_wanted = True
             return None
@@ -307,7 +335,10 @@ class Scheduler:
         best.taken += 1
         child = best.buffer.popleft()
         block = best.ctx.block(child["block_id"])
-        return best, child, self.limiter.reserve(best.ctx.n_for(block) if block else 1)
+        n = best.ctx.n_for(block) if block else 1
+        prep = best.prepared.get(child["id"])
+        # Slots for the passes it will call: a child the pass cache answers whole reserves none.
+        return best, child, self.limiter.reserve(prep.misses(n) if prep is not None else n)
 
     async def _worker(self) -> None:
         assert self._send is not None
@@ -353,7 +384,7 @@ class Scheduler:
                 scope.cancel()
             active.scopes.add(scope)
             try:
-                return await self.executor.execute(active.ctx, child, ticket)
+                return await self.executor.execute(active.ctx, child, ticket, active.prepared.pop(child["id"], None))
             except Exception as exc:  # an executor bug must not kill the worker or leave a child open
                 log.exception("child %s crashed", child["id"])
                 return ChildFinish(
@@ -394,7 +425,8 @@ class Scheduler:
         async def fail(run_id: str, message: str) -> None:
             await self._fail_run(run_id, message, "internal")
 
-        for e in await commit_items(self.store, self.worker_id, batch, fail):
+        self.trimmer.note(sum(e.size for kind, f in batch if kind == "finish" for e in f.cache_puts))
+        for e in await commit_until_stored(self.store, self.worker_id, batch, fail, self):
             if e["type"] == "run.finished":  # the last child's commit also ended its run
                 self._runs.pop(e["run_id"], None)
 
@@ -411,5 +443,7 @@ class Scheduler:
                 await self.store.runs.finish(
                     run_id, "error", error={"message": message, "error_code": code, **(details or {})}
                 )
+            except StorageFull:
+                self.storage_full()
             except Exception:
                 log.exception("run %s could not be marked as failed", run_id)

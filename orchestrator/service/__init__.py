@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+import anyio
+
 from orchestrator.engines.router import EngineRouter
 from orchestrator.service.base import Deps, RunControl
+from orchestrator.service.cache import CacheService
 from orchestrator.service.checks import CheckService
 from orchestrator.service.consensus import ConsensusService
 from orchestrator.service.experiments import ExperimentService
@@ -23,6 +26,9 @@ __all__ = ["RunControl", "Services"]
 R = TypeVar("R", bound=RunControl, covariant=True)
 
 
+HEALTH_TIMEOUT_S = 2.0  # a store that takes longer than this to answer one read is unavailable
+
+
 class Services(Generic[R]):
     """`scheduler` is the runner link: the in-process Scheduler (`--workers 0`), or a control that goes
     through the store to worker processes; typed as the caller's."""
@@ -32,7 +38,7 @@ class Services(Generic[R]):
         self.store = store
         self.scheduler = scheduler
         self.router = router
-        deps = Deps(settings, store, scheduler)
+        deps = Deps(settings, store, scheduler, router)
         self.workflows = WorkflowService(deps)
         self.checks = CheckService(deps)
         self.runs = RunService(deps)
@@ -40,6 +46,16 @@ class Services(Generic[R]):
         self.metrics = MetricsService(deps)
         self.files = FileService(deps)
         self.consensus = ConsensusService(deps)
+        self.cache = CacheService(deps)
+
+    async def store_health(self) -> str:
+        """`ok`, `full` (a write was refused for lack of space and none succeeded since) or `unavailable`."""
+        try:
+            with anyio.fail_after(HEALTH_TIMEOUT_S):
+                await self.store.events.last_gseq()
+        except Exception:
+            return "unavailable"
+        return "full" if self.store.storage_full else "ok"
 
     async def workers(self) -> list[Row]:
         """The live runner processes (their heartbeat is recent), each with the children it holds."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.core import planning
+from orchestrator.engines.base import EngineError
+from orchestrator.engines.router import EngineRouter
 from orchestrator.errors import NotFound, Unprocessable
 from orchestrator.settings import Settings
 from orchestrator.store import Store
@@ -27,12 +29,32 @@ class Deps:
     settings: Settings
     store: Store
     runner: RunControl
+    router: EngineRouter | None = None  # what a block's model may name (python modules allowed)
 
 
 class UseCase:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._store = deps.store
+
+    def _check_model(self, config: Mapping[str, Any] | None) -> None:
+        """A block may name a `python:` model only from a module the operator allows: a 422 naming the
+        setting, and nothing is imported."""
+        model = (config or {}).get("model")
+        router = self._deps.router
+        if router is None or not isinstance(model, str):
+            return
+        try:
+            router.check_allowed(model)
+        except EngineError as exc:
+            raise Unprocessable(
+                exc.message,
+                code=exc.code,
+                details={
+                    "setting": "python_modules",
+                    "errors": [{"loc": ["body", "config", "model"], "msg": exc.message, "type": exc.code}],
+                },
+            ) from None
 
     async def _launch(
         self, run: dict[str, Any], children: list[dict[str, Any]] | None = None, *, experiment_id: str | None = None

@@ -138,6 +138,7 @@ class ExperimentService(UseCase):
             "block_type": block["type"],
             "n_consensus": exp["n_consensus"],
             "trigger_type": body.trigger.type if body.trigger else "api",
+            "cache_enabled": body.cache is not False,
             "fingerprints": {
                 "block_execution_fingerprint": bfp,
                 "documents_fingerprint": dfp,

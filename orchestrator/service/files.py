@@ -9,7 +9,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from orchestrator.errors import Unauthorized, Unprocessable
+from orchestrator.errors import PayloadTooLarge, Unauthorized, Unprocessable
 from orchestrator.service.base import UseCase
 from orchestrator.store.records import FileQuery, Page, PageRequest, Row
 from orchestrator.wire import requests as rq
@@ -41,6 +41,12 @@ class FileService(UseCase):
                 details={
                     "errors": [{"loc": ["body", "content_type"], "msg": "not a MIME type", "type": "value_error"}]
                 },
+            )
+        limit = self._deps.settings.max_body_bytes
+        if body.size_bytes > limit:
+            raise PayloadTooLarge(
+                f"size_bytes {body.size_bytes} is larger than the largest upload ({limit} bytes, --max-body-bytes)",
+                details={"size_bytes": body.size_bytes, "max_bytes": limit},
             )
         row = await self._store.files.create_upload(
             filename=body.filename,

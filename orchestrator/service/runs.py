@@ -43,6 +43,7 @@ class RunService(UseCase):
         n_consensus: int | None,
         *,
         trigger: str = "api",
+        cache: bool = True,
     ) -> RunView:
         wf = await self._store.workflows.get_workflow(workflow_id)
         scope = scope or {"type": "workflow"}
@@ -66,6 +67,7 @@ class RunService(UseCase):
             "n_consensus": n_consensus,
             "fingerprints": plan.fingerprints,
             "trigger_type": trigger,
+            "cache_enabled": cache,
         }
         row = await self._launch(run, plan.children)
         return RunView(row, eval_run_freshness(row, plan.fingerprints, await self._baseline(row)))

@@ -69,6 +69,7 @@ class WorkflowService(UseCase):
     async def create_block(self, body: rq.CreateBlock) -> Row:
         if body.config is not None:
             checked_block_config(body.type, body.config)
+            self._check_model(body.config)
         return await self._store.workflows.create_block(body.workflow_id, body.model_dump())
 
     async def get_block(self, block_id: str, workflow_id: str | None) -> Row:
@@ -91,6 +92,7 @@ class WorkflowService(UseCase):
                 changes["config"] if mode == "replace" else merge_patch(current.get("config") or {}, changes["config"])
             )
             checked_block_config(current["type"], new)
+            self._check_model(new)
             changes["config"] = new
         return await self._store.workflows.update_block(current["id"], changes)
 
@@ -104,6 +106,7 @@ class WorkflowService(UseCase):
         current = await self._store.workflows.get_block(block_id, workflow_id)
         cfg = body.config if body.config_mode == "replace" else merge_patch(current.get("config") or {}, body.config)
         checked_block_config(current["type"], cfg)
+        self._check_model(cfg)
         return ValidatedConfig(current, planning.block_execution_fingerprint(current["type"], cfg))
 
     # -- edges

@@ -15,6 +15,9 @@ from orchestrator.core.lifecycle import RunStatus
 from orchestrator.store.records import (
     ArtifactRecord,
     Broker,
+    CachedPass,
+    CacheEntry,
+    CacheStats,
     ChildFinish,
     ChildStart,
     ClaimedChild,
@@ -26,6 +29,7 @@ from orchestrator.store.records import (
     ResultRecord,
     Row,
     RunRecord,
+    ScoreCursor,
 )
 
 
@@ -69,6 +73,14 @@ class FileRepo(Protocol):
     async def data(self, file_id: str, *, include_pending: bool = False) -> bytes | None: ...
     async def create_complete(self, *, filename: str, mime_type: str, data: bytes) -> Row: ...
     async def list_page(self, req: PageRequest, query: FileQuery) -> Page[Row]: ...
+    async def purge_abandoned(self, before: str) -> int: ...
+
+
+class ScoreRepo(Protocol):
+    """Scored documents of an experiment run (completed children with a score), for the metrics views."""
+
+    async def page(self, run_id: str, cursor: ScoreCursor, limit: int) -> list[Row]: ...
+    async def of_documents(self, run_id: str, document_ids: list[str]) -> dict[str, float]: ...
 
 
 class CheckRepo(Protocol):
@@ -108,9 +120,7 @@ class RunRepo(Protocol):
         self, run: dict[str, Any], children: Sequence[dict[str, Any]] | None = None, *, experiment_id: str | None = None
     ) -> tuple[RunRecord, FeedEvent]: ...
     async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> RunRecord: ...
-    async def list_page(
-        self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]
-    ) -> Page[RunRecord]: ...
+    async def list_page(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page[RunRecord]: ...
     async def open_runs(self) -> list[RunRecord]: ...
     async def finish(
         self,
@@ -171,6 +181,24 @@ class EventRepo(Protocol):
     async def delete_before(self, gseq: int) -> int: ...
 
 
+class CacheRepo(Protocol):
+    """The pass cache: content-addressed pass outputs. Entries are written by `children.apply` in the group
+    commit that carries them (`ChildFinish.cache_puts`), so a run's look-ups and writes cost no transaction
+    of their own; `put` is the same write on its own."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, dict[int, CachedPass]]:
+        """The cached passes of each request key found, by pass index."""
+        ...
+
+    async def put(self, entries: Sequence[CacheEntry]) -> int: ...
+    async def stats(self) -> CacheStats: ...
+    async def clear(self, *, model: str | None = None, older_than_s: float | None = None) -> int: ...
+    async def trim(self, max_bytes: int, target_bytes: int) -> int:
+        """Over `max_bytes`: delete the least recently used entries until at most `target_bytes` remain;
+        returns how many went."""
+        ...
+
+
 class Listener(Protocol):
     def close(self) -> None: ...
 
@@ -195,6 +223,8 @@ class Store(Protocol):
     children: ChildRepo
     events: EventRepo
     workers: WorkerRepo
+    cache: CacheRepo
+    scores: ScoreRepo
     signals: Signals
 
     @property
@@ -203,6 +233,12 @@ class Store(Protocol):
     def writing(self) -> bool:
         """A write transaction of this process holds the database's write lock right now (SQLite: its
         database thread does, and needs the GIL to finish). Read on a hot path: must be cheap."""
+        ...
+
+    @property
+    def storage_full(self) -> bool:
+        """This process's last write was refused for lack of space (`StorageFull`) and none has succeeded
+        since: what /health reports, and why runs pause."""
         ...
 
     async def until_written(self) -> None:

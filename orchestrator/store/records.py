@@ -26,6 +26,33 @@ class PageRequest:
     after: str | None = None
 
 
+@dataclass(frozen=True)
+class ScoreCursor:
+    """Where a page of an experiment run's scored documents starts: after `position` (document order), or
+    after (`score`, `position`) when `by_score` (worst first). The wire form is opaque: `p:12`, `s:0.5:12`."""
+
+    by_score: bool = False
+    score: float | None = None
+    position: int = -1
+
+    @classmethod
+    def parse(cls, by_score: bool, after: str | None) -> ScoreCursor:
+        """Raises ValueError for a cursor this server did not make (or made for the other order)."""
+        if not after:
+            return cls(by_score)
+        kind, _, rest = after.partition(":")
+        if by_score and kind == "s":
+            score, _, position = rest.rpartition(":")
+            return cls(True, float(score), int(position))
+        if not by_score and kind == "p":
+            return cls(False, None, int(rest))
+        raise ValueError(f"not a cursor of this list: {after!r}")
+
+    @staticmethod
+    def after_row(by_score: bool, row: Row) -> str:
+        return f"s:{float(row['score'])!r}:{int(row['position'])}" if by_score else f"p:{int(row['position'])}"
+
+
 @dataclass
 class Page(Generic[T]):
     rows: list[T]
@@ -90,6 +117,57 @@ class ChildFinish:
     check_summary: dict[str, Any] | None = None  # latest_run_summary for the saved eval/test
     attempt: int = 0
     stats: dict[str, int] = field(default_factory=dict)  # per-pass counters to add to the run
+    cache_puts: list[CacheEntry] = field(default_factory=list)  # new pass outputs for the pass cache
+    cache_touches: list[str] = field(default_factory=list)  # keys of cached passes used: their LRU stamp moves
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """The new passes of one request for the pass cache, as the runner hands them to the group commit.
+    `passes_json` is `{"<pass index>": {"o": output, "p": prompt tokens, "c": completion tokens}, ...}`
+    encoded (UTF-8 JSON); the store writes it as is, or merges it into the entry of the same key, whose
+    passes stay as they are. One row per request, not per pass: a child's n passes are one row to write
+    and one to read."""
+
+    key: str  # sha256 hex of the engine, its full request and the input documents' sha256 (not the pass index)
+    engine: str
+    model: str
+    passes_json: bytes
+    passes: int  # how many passes passes_json holds
+
+    @property
+    def size(self) -> int:
+        return len(self.passes_json) + ENTRY_OVERHEAD
+
+
+# What an entry costs beyond its passes in the size bound: the key (twice, with its index), the other
+# columns and the row's bookkeeping, about.
+ENTRY_OVERHEAD = 200
+
+
+@dataclass(frozen=True)
+class CachedPass:
+    """A pass output read back from the pass cache: pass `index` of the request `key`."""
+
+    key: str
+    index: int
+    engine: str
+    model: str
+    output: Any
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: float  # epoch seconds, of the entry (the request's first cached pass)
+    last_used_at: float
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int  # cached passes
+    bytes: int
+    hits: int  # passes served from the cache since it was created or last cleared whole
+    misses: int  # passes looked up and not found
+    oldest: float | None  # created_at of the oldest entry (epoch seconds)
+    models: list[dict[str, Any]]  # per model: {"model", "engine", "entries" (passes), "bytes"}
 
 
 class ChildKeys(TypedDict):
@@ -133,6 +211,7 @@ class RunRecord(TypedDict):
     cancel_reason: str | None
     trigger_type: str
     seed: int
+    cache_enabled: NotRequired[bool]  # False: the run neither reads nor writes the pass cache
     total: int
     c_pending: int
     c_queued: int

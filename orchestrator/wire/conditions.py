@@ -11,7 +11,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictFloat, StrictInt
 
+from orchestrator.core.assertions.regex import RegexError, compile_pattern
 from orchestrator.core.enums import lenient_enum
+from orchestrator.wire.limits import TEXT
 
 
 def _check_splits(value: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +37,7 @@ SplitsPayload = Annotated[dict[str, Any], AfterValidator(_check_splits)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, str_max_length=TEXT)
 
 
 class ExistsCondition(_Model):
@@ -82,9 +84,21 @@ class ArrayContainsCondition(_Model):
     expected: dict[str, Any]
 
 
+def _runnable_pattern(pattern: str) -> str:
+    """Refuse, when the eval is saved, a pattern RE2 cannot run although Python could (a backreference,
+    a look-around): it would otherwise be blocked on every run. A pattern no engine reads is left to
+    block at run time (`invalid_regex`, spec §2.6)."""
+    try:
+        compile_pattern(pattern)
+    except RegexError as exc:
+        if exc.unsupported:
+            raise ValueError(f"unsupported regex: {exc}") from None
+    return pattern
+
+
 class MatchesRegexCondition(_Model):
     kind: Literal["matches_regex"]
-    pattern: str
+    pattern: Annotated[str, Field(max_length=4096), AfterValidator(_runnable_pattern)]
 
 
 class JsonSchemaValidCondition(_Model):

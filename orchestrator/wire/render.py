@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.core.freshness import Freshness
 from orchestrator.core.lifecycle import lifecycle_counts, outcome_counts
+from orchestrator.core.usage import usage_view
 from orchestrator.ids import iso, ms_between
 from orchestrator.store.records import Record
 
@@ -251,6 +252,8 @@ def eval_run(row: Record, fresh: Freshness | None = None) -> dict[str, Any]:
         "n_consensus": row.get("n_consensus"),
         "freshness": freshness(fresh),
         "stats": row.get("stats") or {},
+        "usage": usage_view(row.get("stats")),
+        "cache": row.get("cache_enabled", True) is not False,
     }
 
 
@@ -286,6 +289,8 @@ def experiment_run(row: Record) -> dict[str, Any]:
         "cancelled_document_count": lc["cancelled"],
         "counts": counts(row),
         "stats": row.get("stats") or {},
+        "usage": usage_view(row.get("stats")),
+        "cache": row.get("cache_enabled", True) is not False,
     }
 
 

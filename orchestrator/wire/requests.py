@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.core.enums import lenient_enum
+from orchestrator.wire.limits import ITEMS, MAX_SIZE_BYTES, TEXT, Name
 
 BlockTypeName = Literal[
     "start_document",
@@ -27,17 +29,18 @@ BlockTypeName = Literal[
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Every string a client sends is bounded (wire/limits.py); names and filenames more tightly.
+    model_config = ConfigDict(extra="ignore", str_max_length=TEXT)
 
 
 class CreateWorkflow(Body):
-    name: str = "Untitled Workflow"
+    name: Name = "Untitled Workflow"
     description: str = ""
     project_id: str | None = None
 
 
 class UpdateWorkflow(Body):
-    name: str | None = None
+    name: Name | None = None
     description: str | None = None
 
 
@@ -46,15 +49,15 @@ class PublishWorkflow(Body):
 
 
 class Category(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
+    name: Name
     description: str = ""
     handle_key: str | None = None
 
 
 class Subdocument(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
+    name: Name
     description: str = ""
     allow_multiple_instances: bool = False
     handle_key: str | None = None
@@ -63,13 +66,13 @@ class Subdocument(BaseModel):
 class BlockConfig(BaseModel):
     """The config fields the runner reads; unknown keys are kept (the SDK types config as free-form)."""
 
-    model_config = ConfigDict(extra="allow")
-    model: str | None = None
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
+    model: Name | None = None
     json_schema: dict[str, Any] | None = None
     instructions: str | None = None
     prompt: str | None = None
-    categories: list[Category] | None = None
-    subdocuments: list[Subdocument] | None = None
+    categories: Annotated[list[Category], Field(max_length=ITEMS)] | None = None
+    subdocuments: Annotated[list[Subdocument], Field(max_length=ITEMS)] | None = None
     n_consensus: Annotated[int, Field(ge=1, le=15)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     simulation: dict[str, Any] | None = None
@@ -79,7 +82,7 @@ class CreateBlock(Body):
     workflow_id: str
     type: BlockTypeName
     id: str | None = None
-    label: str = ""
+    label: Name = ""
     position_x: float = 0
     position_y: float = 0
     width: float | None = None
@@ -91,7 +94,7 @@ class CreateBlock(Body):
 
 
 class UpdateBlock(Body):
-    label: str | None = None
+    label: Name | None = None
     position_x: float | None = None
     position_y: float | None = None
     width: float | None = None
@@ -121,8 +124,8 @@ class CreateEdge(Body):
 
 
 class CreateUpload(Body):
-    filename: Annotated[str, Field(min_length=1)]
-    size_bytes: Annotated[int, Field(ge=0)]
+    filename: Annotated[Name, Field(min_length=1)]
+    size_bytes: Annotated[int, Field(ge=0, le=MAX_SIZE_BYTES)]
     content_type: str | None = None
     sha256: str | None = None
 
@@ -132,10 +135,10 @@ class CompleteUpload(Body):
 
 
 class FileRef(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
     id: str | None = None
     original_id: str | None = None
-    filename: str = ""
+    filename: Name = ""
     mime_type: str = "application/octet-stream"
 
     @model_validator(mode="after")
@@ -146,13 +149,13 @@ class FileRef(BaseModel):
 
 
 class FileHandleInput(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
     type: Literal["file"] = "file"
     document: FileRef
 
 
 class JsonHandleInput(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", str_max_length=TEXT)
     type: Literal["json"] = "json"
     data: Any = None
 
@@ -171,7 +174,7 @@ class BlockTarget(Body):
 
 class ManualSource(Body):
     type: Literal["manual"] = "manual"
-    handle_inputs: dict[str, HandleInput] = Field(default_factory=dict)
+    handle_inputs: dict[str, HandleInput] = Field(default_factory=dict, max_length=ITEMS)
 
 
 class RunStepSource(Body):
@@ -188,7 +191,7 @@ class CreateCheck(Body):
     target: BlockTarget
     source: Source
     assertion: dict[str, Any]
-    name: str | None = None
+    name: Name | None = None
 
 
 class CreateCheckNested(Body):
@@ -197,11 +200,11 @@ class CreateCheckNested(Body):
     target: BlockTarget
     source: Source
     assertion: dict[str, Any]
-    name: str | None = None
+    name: Name | None = None
 
 
 class UpdateCheck(Body):
-    name: str | None = None
+    name: Name | None = None
     assertion: dict[str, Any] | None = None
     source: Source | None = None
 
@@ -258,6 +261,7 @@ class CreateEvalRun(Body):
     target: BlockTarget | None = None
     n_consensus: Consensus | None = None
     trigger: Trigger | None = None  # the page says `manual` (and `restart` for a re-run); the SDK sends none
+    cache: bool | None = None  # false: call every pass (the pass cache is neither read nor written)
 
     @model_validator(mode="after")
     def _at_most_one(self) -> CreateEvalRun:
@@ -271,6 +275,7 @@ class CreateTestRunNested(Body):
     test_id: Id | None = None
     target: BlockTarget | None = None
     n_consensus: Consensus | None = None
+    cache: bool | None = None
 
     @model_validator(mode="after")
     def _at_most_one(self) -> CreateTestRunNested:
@@ -279,7 +284,7 @@ class CreateTestRunNested(Body):
 
 
 class ExperimentDocument(Body):
-    handle_inputs: dict[str, HandleInput]
+    handle_inputs: Annotated[dict[str, HandleInput], Field(max_length=ITEMS)]
     provenance: dict[str, Any] | None = None
 
 
@@ -291,7 +296,7 @@ class DocumentCapture(Body):
 class CreateExperiment(Body):
     workflow_id: str
     block_id: str | None = None
-    name: str | None = None
+    name: Name | None = None
     n_consensus: Consensus | None = None
     documents: list[ExperimentDocument] | None = None
     document_captures: list[DocumentCapture] | None = None
@@ -313,7 +318,7 @@ class CreateExperiment(Body):
 
 
 class UpdateExperiment(Body):
-    name: str | None = None
+    name: Name | None = None
     n_consensus: Consensus | None = None
     documents: list[ExperimentDocument] | None = None
     document_captures: list[DocumentCapture] | None = None
@@ -324,6 +329,7 @@ class CreateExperimentRun(Body):
     workflow_id: Id | None = None
     plan_token: str | None = None
     trigger: Trigger | None = None
+    cache: bool | None = None  # false: call every pass (the pass cache is neither read nor written)
 
 
 class CreateConsensus(Body):
@@ -333,3 +339,30 @@ class CreateConsensus(Body):
     inputs: Any = None
     json_schema: dict[str, Any] | None = None
     include_alignment: bool | None = None
+
+
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+
+
+def duration_s(value: Any) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w`, or a number of seconds (never negative)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < float("inf"):
+        return float(value)
+    match = _DURATION_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("expected a duration such as 30d, 12h, 90m, 45s or 2w, or a number of seconds")
+    return float(match[1]) * _DURATION[match[2] or "s"]
+
+
+class ClearCache(Body):
+    """`POST /v1/cache/clear`: the entries of one model (`*` and `?` wildcards) and/or older than a
+    duration; every entry when neither is given."""
+
+    model: Annotated[str, Field(min_length=1)] | None = None
+    older_than: str | float | None = None
+
+    @field_validator("older_than", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else duration_s(value)  # before coercion: `true` is not a duration

@@ -137,7 +137,7 @@ async def test_filename_filter_is_not_read_as_an_enum_member(api: Api) -> None:
     assert [f["id"] for f in found["data"]] == [ids["Alpha.txt"]]
 
 
-@pytest.mark.parametrize("name", ['a"b\\c.txt', "ünïcødé ✓.txt", "a\r\nX-Evil: 1.txt", "tab\there.txt", "x" * 3000])
+@pytest.mark.parametrize("name", ['a"b\\c.txt', "ünïcødé ✓.txt", "a\r\nX-Evil: 1.txt", "tab\there.txt", "x" * 1000])
 async def test_any_filename_downloads_with_a_safe_header(api: Api, name: str) -> None:
     up = await api.post("/v1/files/upload", {"filename": name, "size_bytes": 1}, expect=200)
     assert await put(api, up, b"x") == 200

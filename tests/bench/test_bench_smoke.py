@@ -93,9 +93,32 @@ async def test_every_section_runs_and_reports(tmp_path: Path) -> None:
     results = report.write(tmp_path, "smoke", sections)
     text = (tmp_path / "latest.md").read_text()
     for name, (title, _render) in report.RENDERERS.items():
-        if name not in ("peers", "cluster"):  # measured on request only (--peers, --db)
+        if name not in ("peers", "cluster", "rerun", "metrics"):  # on request (--peers, --db); others: own tests
             assert title in text
     assert orjson.loads((tmp_path / "latest.json").read_bytes())["sections"].keys() == results["sections"].keys()
+
+
+@pytest.mark.e2e
+async def test_the_rerun_section_runs_and_reports(tmp_path: Path) -> None:
+    args = argparse.Namespace(quick=False, peers=False, only="rerun", scale="smoke", reps=0, out="", workers="1")
+    sections = await bench_main.run(args, "pytest smoke")
+    rows = sections["rerun"]["rows"]
+    assert [(r["workers"], r["latency_ms"]) for r in rows] == [(1, 0), (1, 20)]
+    assert all((r["first_calls"], r["second_calls"], r["second_hits"]) == (250, 0, 250) for r in rows)
+    report.write(tmp_path, "smoke", sections)
+    text = (tmp_path / "latest.md").read_text()
+    assert report.RENDERERS["rerun"][0] in text and "| unchanged re-run of 50 documents, engine 0 ms" in text
+
+
+@pytest.mark.e2e
+async def test_the_metrics_readers_section_runs_and_reports(tmp_path: Path) -> None:
+    args = argparse.Namespace(quick=False, peers=False, only="metrics", scale="smoke", reps=0, out="", workers="1")
+    sections = await bench_main.run(args, "pytest smoke")
+    metrics = sections["metrics"]
+    assert metrics["n_docs"] == 300 and metrics["alone_s"] > 0 and metrics["with_readers_s"] > 0
+    assert metrics["metrics_requests"] > 0 and metrics["ratio"] > 0
+    report.write(tmp_path, "smoke", sections)
+    assert report.RENDERERS["metrics"][0] in (tmp_path / "latest.md").read_text()
 
 
 @pytest.mark.e2e

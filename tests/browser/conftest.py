@@ -5,8 +5,10 @@ Debian's chromium only (never a browser download). Screenshots land in artifacts
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,16 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 API_KEY = "browser-test-key"
+# A simulated model with a price, so that the page has a cost to show (tests/browser/test_usage.py).
+PRICED = "priced-sim"
+PRICED_MODELS = f"""
+[[routes]]
+match = "{PRICED}"
+engine = "simulated"
+
+[prices]
+"{PRICED}" = {{ input = 3.0, output = 15.0 }}
+"""
 SCHEMA: dict[str, Any] = {
     **MINIMAL_INVOICE_SCHEMA,
     "properties": {**MINIMAL_INVOICE_SCHEMA["properties"], "currency": {"type": "string"}},
@@ -49,7 +61,19 @@ SCHEMA: dict[str, Any] = {
 @dataclass
 class Server:
     process: ServerProcess
-    login_url: str  # the token link the server prints: visiting it trades the token for the session cookie
+    printed_login_url: str  # the token link the server printed at start (it works once)
+
+    @property
+    def login_url(self) -> str:
+        """A fresh sign-in link (single use) from `POST /v1/session/link`, as `orchestrator signin` gets it."""
+        req = urllib.request.Request(
+            self.base_url + "/v1/session/link",
+            data=b"{}",
+            method="POST",
+            headers={"Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return str(json.loads(resp.read())["url"])
 
     @property
     def base_url(self) -> str:
@@ -63,10 +87,11 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Short keep-alives: a stream whose browser went away ends quickly, so SIGTERM does not wait.
-    extra = ["--log-level", "warning", "--feed-ping-s", "2"]
-    with server_process(
-        tmp_path_factory.mktemp("browser-server") / "browser.db", api_key=API_KEY, extra=extra, start_timeout=30
-    ) as proc:
+    folder = tmp_path_factory.mktemp("browser-server")
+    models = folder / "models.toml"
+    models.write_text(PRICED_MODELS)
+    extra = ["--log-level", "warning", "--feed-ping-s", "2", "--models", str(models)]
+    with server_process(folder / "browser.db", api_key=API_KEY, extra=extra, start_timeout=30) as proc:
         login_url = proc.login_url()
         assert login_url, f"the server printed no login link: {proc.stdout}"
         yield Server(proc, login_url)
@@ -134,13 +159,23 @@ class Factory:
         self.base_url = server.base_url
         self.api_key = server.api_key
 
-    def workflow(self, name: str, simulation: dict[str, Any], n_consensus: int = 3) -> tuple[str, str]:
+    def workflow(
+        self, name: str, simulation: dict[str, Any], n_consensus: int = 3, model: str = "simulated"
+    ) -> tuple[str, str]:
         wf = self.sdk.workflows.create(project_id="proj_browser", name=name)
         block = self.sdk.workflows.blocks.create(
             workflow_id=wf.id,
             type="extract",
             label="Extract invoice",
-            config={"model": "simulated", "json_schema": SCHEMA, "n_consensus": n_consensus, "simulation": simulation},
+            config={
+                "model": model,
+                "json_schema": SCHEMA,
+                "n_consensus": n_consensus,
+                "simulation": simulation,
+                # Its own instructions per workflow: the pass cache would otherwise serve a test the passes of
+                # an earlier test's identical block and inputs, and a run meant to be watched would be instant.
+                "instructions": f"Extract the invoice ({name})",
+            },
         )
         return wf.id, block.id
 

@@ -56,6 +56,7 @@ async def test_missing_page_gives_a_readable_404_that_says_where_it_looked(
         assert resp.status == 404 and "Browser page not installed" in body
         assert "orchestrator._no_such_page" in body and str(tmp_path / "absent" / "web") in body
 
+    await api.client.close()  # one server per database file at a time
     configured = await make_api(web_root=str(tmp_path / "elsewhere"))
     resp = await configured.client.get("/")
     body = await resp.text()

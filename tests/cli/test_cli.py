@@ -49,7 +49,8 @@ def test_run_eval_exits_nonzero_and_names_failures(demo_server: Server) -> None:
 
 
 def test_run_eval_json(demo_server: Server) -> None:
-    res = cli("run", "eval", "--workflow", "Invoice demo", "--json", server=demo_server)
+    # --no-cache: the demo's passes were cached by the test before; this one watches them being called.
+    res = cli("run", "eval", "--workflow", "Invoice demo", "--json", "--no-cache", server=demo_server)
     assert res.code == 1, res
     report = res.json()
     assert (report["ok"], report["status"], report["total"]) == (False, "completed", 11)
@@ -86,7 +87,7 @@ def test_run_test_dialect(demo_server: Server) -> None:
 
 
 def test_run_experiment_prints_score_and_least_agreed_fields(demo_server: Server) -> None:
-    res = cli("run", "experiment", "--workflow", "Invoice demo", server=demo_server)
+    res = cli("run", "experiment", "--workflow", "Invoice demo", "--no-cache", server=demo_server)
     assert res.code == 0, res
     assert "20 documents: 20 completed" in res.out
     assert "Score: 0.9" in res.out and "Least agreed fields:" in res.out

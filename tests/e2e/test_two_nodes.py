@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import asyncpg
 import pytest
 
 from orchestrator.cli.client import Client
@@ -101,9 +102,16 @@ async def test_a_subscriber_on_one_node_follows_workers_of_another_and_resumes_o
             path = f"/v1/workflows/experiments/runs/{run_id}/events"
             first = await _sse(a_url + path, {}, {"after": "0"}, until=20)
             rest = await _sse(b_url + path, {"Last-Event-ID": str(first[-1]["seq"])}, {}, until=None)
-            assert rest[0]["seq"] == first[-1]["seq"] + 1, "resumed right after the last event seen"
+            assert rest[0]["seq"] > first[-1]["seq"], "resumed after the last event seen"
             seqs = [e["seq"] for e in first + rest]
-            assert seqs == list(range(1, len(seqs) + 1)), "every event once, in order, across two nodes"
+            assert seqs == sorted(set(seqs)), "every event once, in order, across two nodes"
+            # The only events a feed may skip are `progress` events a newer event of the run supersedes.
+            conn = await asyncpg.connect(url)
+            try:
+                rows = await conn.fetch("SELECT seq, type FROM events WHERE run_id = $1", run_id)
+            finally:
+                await conn.close()
+            assert {r["type"] for r in rows if r["seq"] not in set(seqs)} <= {"progress"}
             assert rest[-1]["type"] == "run.finished" and rest[-1]["run"]["lifecycle"]["status"] == "completed"
 
             async def get(p: str, params: dict[str, str]) -> Any:

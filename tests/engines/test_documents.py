@@ -134,7 +134,7 @@ def test_unreadable_pdf() -> None:
     with pytest.raises(EngineError) as info:
         load_document(filename="bad.pdf", mime_type=None, data=b"not a pdf at all")
     assert info.value.kind == "input"
-    assert info.value.code == "unreadable_document"
+    assert info.value.code == "document_unreadable"
 
 
 @pytest.mark.parametrize(

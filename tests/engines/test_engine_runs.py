@@ -65,7 +65,10 @@ async def test_structured_extraction_passes_and_records_usage(
     assert chat.seen[0].body["response_format"]["type"] == "json_schema"
     artifact = await api.get(f"/v1/workflows/artifacts/{result['artifact']['id']}", expect=200)
     assert artifact["usage"]["total_tokens"] == 120 and artifact["engine"] == "openai"
-    assert run["stats"] == {}
+    assert not {k for k in run["stats"] if k in ("retried", "rate_limited", "provider_failed", "failed_passes")}
+    u = run["usage"]
+    assert (u["input_tokens"], u["output_tokens"], u["engine_calls"]) == (100, 20, 1)
+    assert u["cost_usd"] is None and u["estimated"] is False  # a real model's tokens, no price in this models file
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,7 @@ async def test_python_function_engine_through_a_run(
         "    raise ValueError('no total here')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    api = await make_api()
+    api = await make_api(python_modules="my_rules")
     wf, block = await api.workflow_with_extract({"model": "python:my_rules:extract"})
     source = {"type": "manual", "handle_inputs": {"input-json-0": {"type": "json", "data": {"n": "A", "t": 2}}}}
     assertion = {

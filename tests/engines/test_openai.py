@@ -149,7 +149,7 @@ async def test_explicit_json_schema_mode_does_not_fall_back(server: ChatServer) 
         (error(503, "overloaded"), "provider", "provider_unavailable", True, None),
         (error(401, "Incorrect API key"), "provider", "provider_rejected", False, None),
         (error(404, "model gpt-test does not exist"), "provider", "provider_rejected", False, None),
-        (Reply(body="<html>proxy error</html>"), "provider", "provider_bad_response", True, None),
+        (Reply(body="<html>proxy error</html>"), "unparseable", "provider_bad_response", True, None),
         (answer("{not json"), "unparseable", "unparseable_output", False, None),
         (
             answer('{"invoice_number": "4', finish_reason="length"),

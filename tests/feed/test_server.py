@@ -56,7 +56,9 @@ async def test_last_event_id_resumes_exactly_once_after_a_server_restart(server:
             async for msg in sse_messages(resp):
                 if msg.data is not None:
                     rest.append(msg.data)
-    assert rest[0]["seq"] == first[-1]["seq"] + 1 and rest[-1]["type"] == "run.finished"
+    # Resumes after the cursor (a `progress` event followed by a newer one of its run may be coalesced
+    # away, so the next seq can be skipped); nothing is lost: every child's finish arrives exactly once.
+    assert rest[0]["seq"] > first[-1]["seq"] and rest[-1]["type"] == "run.finished"
     ids = [e["child"]["id"] for e in first + rest if e["type"] == "child.finished"]
     async with Client(base, API_KEY) as client:
         assert rest[-1]["run"]["counts"] == (await client.get_run(run_id))["counts"]

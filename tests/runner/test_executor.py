@@ -11,6 +11,7 @@ import pytest
 from orchestrator.core.consensus import reduce_passes
 from orchestrator.engines import ratelimit
 from orchestrator.engines.base import EngineError, JudgeAnswer, JudgeRequest, PassOutput, PassRequest
+from orchestrator.engines.decoding import DecodeLimits, Decoder
 from orchestrator.engines.ratelimit import backoff_delay
 from orchestrator.engines.router import EngineRouter
 from orchestrator.runner import executor as executor_mod
@@ -79,7 +80,7 @@ async def test_retries_wait_the_shared_backoff() -> None:
     engine = ScriptedEngine([transient(), transient(retry_after=7.5), transient(), transient()])
     router = EngineRouter(factories={"simulated": lambda route, environ: engine})
     settings = Settings(retry_base_s=0.25, pass_retries=4)
-    cache = DocumentCache(cast(Store, None))
+    cache = DocumentCache(cast(Store, None), Decoder(DecodeLimits()))
     ex = Executor(settings, router, cache, FairLimiter(1), sleep=sleep)
     ex.rng = random.Random(1234)
     block = {"id": "blk_1", "type": "extract", "config": {"model": "simulated", "n_consensus": 1}}

@@ -283,10 +283,10 @@ async def test_an_executor_bug_fails_the_child_not_the_run(make_api: AppFactory,
     executor = services(api).scheduler.executor
     real = executor.execute
 
-    async def flaky(ctx: Any, child: Any, ticket: Any = None) -> Any:
+    async def flaky(ctx: Any, child: Any, ticket: Any = None, prep: Any = None) -> Any:
         if child["position"] == 2:
             raise RuntimeError("bug")
-        return await real(ctx, child, ticket)
+        return await real(ctx, child, ticket, prep)
 
     monkeypatch.setattr(executor, "execute", flaky)
     run = await eval_run(api, wf)

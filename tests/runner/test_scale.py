@@ -67,7 +67,9 @@ async def test_5000_document_experiment_likelihoods_match_the_stored_votes(make_
     summary = await api.get(
         "/v1/workflows/experiments/metrics", params={"run_id": run["id"], "view": "summary"}, expect=200
     )
-    assert summary["scored_document_count"] == 5000 and len(summary["documents"]) == 5000
+    # The document list is a page (issue 15: a summary stays small at any N), the aggregate covers all.
+    assert summary["scored_document_count"] == 5000 and len(summary["documents"]) == 100
+    assert summary["list_metadata"]["after"] is not None
     assert 0 < summary["score"] < 1
 
     # Recompute from the votes stored in the artifacts: re-reduce every document's 5 choices.

@@ -114,9 +114,11 @@ async def test_both_workers_do_part_of_the_work(store: Store) -> None:
             worker = _worker(store, name, max_concurrency=4)
             real = worker.executor.execute
 
-            async def counted(ctx: Any, child: Any, ticket: Any = None, name: str = name, real: Any = real) -> Any:
+            async def counted(
+                ctx: Any, child: Any, ticket: Any = None, prep: Any = None, name: str = name, real: Any = real
+            ) -> Any:
                 ran[name] += 1
-                return await real(ctx, child, ticket)
+                return await real(ctx, child, ticket, prep)
 
             worker.executor.execute = counted  # type: ignore[method-assign]
             await stack.enter_async_context(worker)

@@ -15,10 +15,12 @@ from orchestrator.api.http import (
     q,
     q_bool,
     q_enum,
+    q_int,
     q_required,
     run_filters,
 )
 from orchestrator.api.keys import services as svc
+from orchestrator.api.routes.runs import use_cache
 from orchestrator.api.streamed import parse_with_documents
 from orchestrator.errors import Unprocessable
 from orchestrator.service.experiments import ExperimentView
@@ -42,6 +44,7 @@ async def list_runs(request: web.Request) -> web.Response:
 
 async def create_run(request: web.Request) -> web.Response:
     body = await parse_body(request, rq.CreateExperimentRun)
+    body.cache = use_cache(request, body.cache)
     return json_response(render.experiment_run(await svc(request).experiments.create_run(body)), 201)
 
 
@@ -74,6 +77,12 @@ def _metrics_query(request: web.Request) -> MetricsQuery:
         )
     document_id = q_required(request, "document_id") if view in ("by_document", "votes") else None
     target = q_required(request, "target_path") if view in ("by_target", "votes") else None
+    order_by = q_enum(request, "order_by", "position")
+    if order_by not in ("position", "score"):
+        raise Unprocessable(
+            "`order_by` must be position or score",
+            details={"errors": [{"loc": ["query", "order_by"], "msg": "must be position or score", "type": "enum"}]},
+        )
     return MetricsQuery(
         run_id=q_required(request, "run_id"),
         view=view,
@@ -81,6 +90,9 @@ def _metrics_query(request: web.Request) -> MetricsQuery:
         target_path=target,
         include_prior=q_bool(request, "include_prior", True),
         prior_run_id=q(request, "prior_run_id"),
+        limit=q_int(request, "limit", 100, 1, 1000),
+        after=q(request, "after"),
+        order_by=order_by,  # type: ignore[arg-type]
     )
 
 

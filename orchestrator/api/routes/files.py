@@ -6,7 +6,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date
+from orchestrator.api.http import json_response, page_json, page_request, parse_body, q, q_date, read_body
+from orchestrator.api.keys import BASE
 from orchestrator.api.keys import services as svc
 from orchestrator.store.records import FileQuery
 from orchestrator.wire import render
@@ -14,7 +15,7 @@ from orchestrator.wire import requests as rq
 
 
 def _origin(request: web.Request) -> str:
-    return str(request.url.origin())
+    return request.app[BASE].url
 
 
 async def create_upload(request: web.Request) -> web.Response:
@@ -25,7 +26,7 @@ async def create_upload(request: web.Request) -> web.Response:
 
 async def put_content(request: web.Request) -> web.Response:
     row, received = await svc(request).files.put_bytes(
-        request.match_info["file_id"], request.query.get("sig", ""), request.read
+        request.match_info["file_id"], request.query.get("sig", ""), lambda: read_body(request)
     )
     return json_response({"file_id": row["id"], "received_bytes": received})
 

@@ -48,6 +48,24 @@ def _query_n(request: web.Request) -> int | None:
     return int(raw)
 
 
+def use_cache(request: web.Request, sent: bool | None) -> bool:
+    """`cache` from the body, else as a query extra (the SDK sends `**extra_params` there: `cache=False`
+    arrives as `?cache=false`), else on. A value that is not a boolean is a 422, never read as false."""
+    if sent is not None:
+        return sent
+    raw = request.query.get("cache")
+    if raw is None or raw == "":
+        return True
+    flag = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+    value = flag.get(raw.strip().lower())
+    if value is None:
+        raise Unprocessable(
+            "cache must be true or false",
+            details={"errors": [{"loc": ["query", "cache"], "msg": "must be true or false", "type": "bool_parsing"}]},
+        )
+    return value
+
+
 def _kinds(request: web.Request) -> tuple[RunKind, ...]:
     wanted = q_list(request, "kind")
     bad = [k for k in wanted if k not in RUN_KINDS]
@@ -71,7 +89,8 @@ async def create_run(request: web.Request, *, dialect: Dialect) -> web.Response:
         scope = {"type": "block", "block_id": body.target.block_id}
     n = body.n_consensus or _query_n(request)
     trigger = body.trigger.type if body.trigger else "api"
-    view = await svc(request).runs.create(dialect.kind, body.workflow_id, scope, n, trigger=trigger)
+    cache = use_cache(request, body.cache)
+    view = await svc(request).runs.create(dialect.kind, body.workflow_id, scope, n, trigger=trigger, cache=cache)
     return json_response(_run(view), 201)
 
 
@@ -109,7 +128,9 @@ async def create_nested_run(request: web.Request) -> web.Response:
     elif body.target:
         scope = {"type": "block", "block_id": body.target.block_id}
     n = body.n_consensus or _query_n(request)
-    return json_response(_run(await svc(request).runs.create("test", request.match_info["workflow_id"], scope, n)), 201)
+    cache = use_cache(request, body.cache)
+    view = await svc(request).runs.create("test", request.match_info["workflow_id"], scope, n, cache=cache)
+    return json_response(_run(view), 201)
 
 
 async def nested_results(request: web.Request) -> web.Response:

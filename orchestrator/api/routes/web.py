@@ -11,9 +11,9 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator.api.http import json_response
-from orchestrator.api.keys import SESSIONS, SETTINGS
+from orchestrator.api.keys import BASE, BY_COOKIE, SESSIONS, SETTINGS
 from orchestrator.api.middleware import COOKIE
-from orchestrator.api.sessions import SESSION_MAX_AGE_S
+from orchestrator.errors import Forbidden
 
 routes = web.RouteTableDef()
 
@@ -99,11 +99,14 @@ async def index(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is None:
         return _file(request, "index.html")
-    sid = request.app[SESSIONS].exchange(token)
+    sessions = request.app[SESSIONS]
+    sid = sessions.exchange(token)
     # Redirecting drops the token from the address bar (and from the history).
     response = web.HTTPSeeOther("/" if sid else "/#/signin-failed", headers={"Referrer-Policy": "no-referrer"})
     if sid:
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict", path="/", max_age=SESSION_MAX_AGE_S)
+        response.set_cookie(
+            COOKIE, sid, httponly=True, samesite="Strict", path="/", max_age=int(sessions.session_ttl_s)
+        )
     raise response
 
 
@@ -120,5 +123,17 @@ async def static(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/session")
 async def session(request: web.Request) -> web.Response:
     """Reached only when the auth middleware accepted the caller (cookie or key): signed in."""
-    via = "cookie" if request.cookies.get(COOKIE) and not request.headers.get("Authorization") else "key"
-    return json_response({"signed_in": True, "via": via})
+    return json_response({"signed_in": True, "via": "cookie" if request.get(BY_COOKIE) else "key"})
+
+
+@routes.post("/v1/session/link")
+async def signin_link(request: web.Request) -> web.Response:
+    """A fresh sign-in link for a browser (single use, expires after `signin_ttl_s`). API key only: a
+    session must not be able to extend itself."""
+    if request.get(BY_COOKIE):
+        raise Forbidden("Sign-in links are made with the API key, not a browser session", code="key_required")
+    sessions = request.app[SESSIONS]
+    base = request.app[BASE].url
+    return json_response(
+        {"url": f"{base}/?token={sessions.create_login_token()}", "expires_in_s": sessions.signin_ttl_s}
+    )

@@ -7,7 +7,6 @@ the wrong type blocks with ``type_error``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +34,7 @@ from orchestrator.core.assertions.common import (
     req,
     type_error,
 )
+from orchestrator.core.assertions.regex import RegexError, compile_pattern, search
 from orchestrator.core.assertions.special import judge_key, llm_evaluator, split_iou_check
 
 
@@ -129,16 +129,17 @@ def _regex(cond: Mapping[str, Any], found: bool, value: Any, j: Judgements) -> C
     if not isinstance(pattern, str):
         raise Blocked("invalid_condition", "matches_regex 'pattern' must be a string")
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise Blocked("invalid_regex", f"invalid regex {pattern!r}: {exc}", {"pattern": pattern}) from exc
+        compile_pattern(pattern)
+    except RegexError as exc:
+        code = "unsupported_regex" if exc.unsupported else "invalid_regex"
+        raise Blocked(code, f"invalid regex {pattern!r}: {exc}", {"pattern": pattern}) from exc
     if not present(found, value):
         return Check(False, f"expected a value matching /{pattern}/, but the {MISSING}")
     if isinstance(value, Mapping | list | tuple):
         raise type_error("matches_regex", "a scalar", value)
     # Render booleans the JSON way so patterns written against the wire format match.
     text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    if compiled.search(text):
+    if search(pattern, text):
         return Check(True)
     return Check(False, f"{fmt(text)} does not match /{pattern}/")
 

@@ -51,6 +51,12 @@ def pass_seed(request: PassRequest) -> int:
     return (request.seed * 1_000_003 + request.pass_index) % 2**31
 
 
+def _extra(request: PassRequest) -> dict[str, Any]:
+    if request.config.get("reasoning_effort"):
+        return {"reasoning_effort": request.config["reasoning_effort"]}
+    return {}
+
+
 def _provider_message(raw: bytes) -> str:
     text = raw.decode("utf-8", "replace").strip()
     try:
@@ -116,13 +122,20 @@ class OpenAIEngine:
     async def run_pass(self, request: PassRequest) -> PassOutput:
         model = self._model(request.config)
         task = task_for(request)
-        extra: dict[str, Any] = {}
-        if request.config.get("reasoning_effort"):
-            extra["reasoning_effort"] = request.config["reasoning_effort"]
         output, usage = await self._ask(
-            model, task, temperature=pass_temperature(request), seed=pass_seed(request), extra=extra
+            model, task, temperature=pass_temperature(request), seed=pass_seed(request), extra=_extra(request)
         )
         return PassOutput(output=output, engine=self.name, model=str(request.config.get("model") or model), usage=usage)
+
+    def cache_identity(self, request: PassRequest) -> Any:
+        """The request as it would be posted (endpoint, body: model, messages with the documents, schema,
+        temperature, parameters), in the response format this route is configured for rather than the one
+        a server's refusal may have switched it to: the question is the same either way. The per-pass
+        seed follows from the run's seed and the pass index. Never the key."""
+        mode = "json_object" if self.structured_outputs == "json_object" else "json_schema"
+        task = task_for(request)
+        body = self._body(self._model(request.config), task, mode, pass_temperature(request), None, _extra(request))
+        return {"url": self._url, "body": body, "run_seed": request.seed}
 
     def set_share(self, fraction: float) -> None:
         """Several workers use this route: each keeps `fraction` of its requests/tokens per minute and of
@@ -252,7 +265,7 @@ class OpenAIEngine:
             data = None
         if not isinstance(data, dict):
             raise EngineError(
-                kind="provider",
+                kind="unparseable",  # the provider answered: its answer is what cannot be read
                 code="provider_bad_response",
                 message=f"{self.base_url} answered HTTP {status} with a body that is not a JSON object",
                 transient=True,
@@ -306,7 +319,7 @@ class OpenAIEngine:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise EngineError(
-                kind="provider",
+                kind="unparseable",  # the provider answered: its answer is what cannot be read
                 code="provider_bad_response",
                 message="the provider's answer has no choices",
                 transient=True,

@@ -60,6 +60,9 @@ _FILLER_STRINGS = ("N/A", "unknown", "see attached", "TBD", "pending")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 _NO_RATES = dict.fromkeys(_RATE_KEYS, 0.0)
 _NEVER_DRAWN = random.Random(0)  # passed where every draw is guarded by a rate above 0
+# Part of every pass's cache identity: change it when the rules change what a pass answers, so that
+# cached answers of the old rules are not served for the new ones.
+RULES_VERSION = 1
 
 
 class _LRU:
@@ -94,6 +97,18 @@ class SimulatedEngine:
     def immediate(self, config: Mapping[str, Any]) -> bool:
         latency, jitter, _rates = _options(config)
         return latency <= 0 and jitter <= 0
+
+    def cache_identity(self, request: PassRequest) -> Any:
+        """What a pass answers depends on: the seed of `run_pass` (inputs, config without its timing
+        options, run seed; the pass index is the runner's to add) and the block type. A faster or
+        slower demo block reuses the same cached passes."""
+        return {
+            "rules": RULES_VERSION,
+            "block_type": request.block_type,
+            "inputs": {h: _identity(v) for h, v in request.inputs.items()},
+            "config": _outcome_config(request.config),
+            "seed": request.seed,
+        }
 
     async def run_pass(self, request: PassRequest) -> PassOutput:
         config = request.config

@@ -10,16 +10,19 @@ database (files.py).
 from __future__ import annotations
 
 from orchestrator.store.interface import (
+    CacheRepo,
     CheckRepo,
     ChildRepo,
     EventRepo,
     ExperimentRepo,
     FileRepo,
     RunRepo,
+    ScoreRepo,
     Signals,
     WorkerRepo,
     WorkflowRepo,
 )
+from orchestrator.store.postgres.cache import CacheStore
 from orchestrator.store.postgres.checks import CheckStore
 from orchestrator.store.postgres.children import ChildStore
 from orchestrator.store.postgres.db import Database, redact
@@ -27,6 +30,7 @@ from orchestrator.store.postgres.events import EventStore
 from orchestrator.store.postgres.experiments import ExperimentStore
 from orchestrator.store.postgres.files import FileStore
 from orchestrator.store.postgres.runs import RunStore
+from orchestrator.store.postgres.scores import ScoreStore
 from orchestrator.store.postgres.signals import PgSignals
 from orchestrator.store.postgres.workers import WorkerStore
 from orchestrator.store.postgres.workflows import WorkflowStore
@@ -49,6 +53,8 @@ class PostgresStore:
         self.children: ChildRepo = ChildStore(self.db)
         self.events: EventRepo = EventStore(self.db)
         self.workers: WorkerRepo = WorkerStore(self.db)
+        self.scores: ScoreRepo = ScoreStore(self.db)
+        self.cache: CacheRepo = CacheStore(self.db)
         self._signals = PgSignals(url)
         self.signals: Signals = self._signals
 
@@ -59,6 +65,10 @@ class PostgresStore:
     @property
     def writing(self) -> bool:
         return False  # transactions run in the server; this process only waits on the network
+
+    @property
+    def storage_full(self) -> bool:
+        return self.db.faults.full_since is not None
 
     async def until_written(self) -> None:
         return None

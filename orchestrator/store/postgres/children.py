@@ -18,9 +18,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from orchestrator.core import lifecycle
+from orchestrator.core import lifecycle, usage
 from orchestrator.errors import NotFound
 from orchestrator.ids import now_iso
+from orchestrator.store.postgres import cache as passcache
 from orchestrator.store.postgres import state as runstate
 from orchestrator.store.postgres.db import Conn, Database
 from orchestrator.store.postgres.paging import Where, page
@@ -250,6 +251,7 @@ async def _apply(
     finish_rows: list[tuple[Any, ...]] = []
     artifact_rows: list[tuple[Any, ...]] = []
     summary_rows: list[tuple[Any, ...]] = []
+    applied: list[ChildFinish] = []
     finished: set[str] = set()
     for f in finishes:
         st = states.get(f.run_id)
@@ -258,6 +260,7 @@ async def _apply(
             continue
         status[f.child_id] = f.status
         finished.add(f.run_id)
+        applied.append(f)
         finish_rows.append(_finish_row(f))
         lifecycle.finish(st, old, f.status, f.verdict, f.score)
         lifecycle.add_stats(st, f.stats)
@@ -291,6 +294,14 @@ async def _apply(
         if rows:
             await conn.execute(sql, *(list(col) for col in zip(*rows, strict=True)))
     await runstate.save_many(conn, {rid: states[rid] for rid in sorted(started | finished)})
+    if any(f.cache_puts or f.cache_touches or f.stats for f in applied):
+        await passcache.record(  # after the children, before the feed counter: the lock order
+            conn,
+            [e for f in applied for e in f.cache_puts],
+            [k for f in applied for k in f.cache_touches],
+            sum(int(f.stats.get(usage.CACHE_HITS, 0)) for f in applied),
+            sum(int(f.stats.get(usage.CACHE_MISSES, 0)) for f in applied),
+        )
     events = await log.flush()  # last: it takes the feed counter (see state.EventLog)
     return events, events
 

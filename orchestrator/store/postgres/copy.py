@@ -37,6 +37,7 @@ TABLES = (
     "artifacts",
     "events",
     "workers",
+    "pass_cache",
 )
 PAGE = 2000
 _CASTS: dict[str, Callable[[Any], Any]] = {
@@ -123,7 +124,7 @@ async def _copy(conn: Any, src: sqlite3.Connection, say: Callable[[str], None]) 
             chunks += len(pieces)
     say(f"file bytes: {chunks} chunk(s)")
     for table in TABLES:
-        if table not in ("events", "workers"):  # numbered by `n`: new rows continue after the copied ones
+        if table not in ("events", "workers", "pass_cache"):  # numbered by `n`: new rows continue after the copied ones
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'n'), coalesce((SELECT max(n) FROM {table}), 0) + 1,"
                 " false)"
@@ -132,6 +133,11 @@ async def _copy(conn: Any, src: sqlite3.Connection, say: Callable[[str], None]) 
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),"
         " coalesce((SELECT max(gseq) FROM events), 0))"
     ).fetchone()
+    totals = src.execute("SELECT entries, bytes, hits, misses FROM pass_cache_totals WHERE id = 1").fetchone()
+    if totals is not None:  # the target's one totals row exists already (its migration made it)
+        await conn.execute(
+            "UPDATE pass_cache_totals SET entries = $1, bytes = $2, hits = $3, misses = $4 WHERE id = 1", *totals
+        )
     # Past every gseq ever handed out (deleted ones too), so a feed cursor never sees a number twice.
     await conn.execute("UPDATE feed_counter SET last = $1", int(row[0] if row else 0))
     return counts

@@ -29,6 +29,7 @@ import anyio.lowlevel
 import asyncpg
 
 from orchestrator.errors import StoreError, Unprocessable
+from orchestrator.store.postgres.faults import Faults
 from orchestrator.store.records import Broker, FeedEvent, Row
 
 log = logging.getLogger("orchestrator.store")
@@ -87,6 +88,7 @@ class Database:
         self.broker: Broker = broker or NullBroker()
         self._pool: Any = None
         self.on_use: Callable[[], Awaitable[None]] | None = None  # the signals' reconnect check (see signals.py)
+        self.faults = Faults(redact(url))
 
     async def open(self) -> None:
         try:
@@ -103,21 +105,24 @@ class Database:
             raise
 
     async def _migrate(self) -> None:
+        """Apply every known migration the database has not had. Each applied number is a row, so numbers
+        that land out of order (0003 before 0002) are still each applied once."""
         found = migrations()
         latest = found[-1][0] if found else 0
         async with self._pool.acquire() as conn, conn.transaction():
             # Every node runs this at start-up: the lock makes the second one wait, then find nothing to do.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS orchestrator_schema (version integer NOT NULL)")
-            current = await conn.fetchval("SELECT max(version) FROM orchestrator_schema") or 0
-            if current > latest:
+            applied = {int(r[0]) for r in await conn.fetch("SELECT version FROM orchestrator_schema")}
+            unknown = sorted(applied - {number for number, _ in found})
+            if unknown:
                 raise StoreError(
-                    f"The database {redact(self.url)} was written by a newer orchestrator (schema {current}; "
-                    f"this version knows up to {latest}). Upgrade orchestrator or point --db at another database.",
+                    f"The database {redact(self.url)} was written by a newer orchestrator (schema {max(unknown)};"
+                    f" this version knows up to {latest}). Upgrade orchestrator or point --db at another database.",
                     code="schema_too_new",
                 )
             for number, sql in found:
-                if number > current:
+                if number not in applied:
                     await conn.execute(sql)  # several statements: asyncpg sends a script as one simple query
                     await conn.execute("INSERT INTO orchestrator_schema(version) VALUES ($1)", number)
 
@@ -150,7 +155,10 @@ class Database:
                 try:
                     async with self.pool.acquire() as conn, conn.transaction():
                         result: T = await fn(conn)
+                    self.faults.wrote()
                     break
+                except asyncpg.DiskFullError as exc:
+                    raise self.faults.full(exc) from exc
                 except _BAD_TEXT as exc:
                     raise Unprocessable(NUL_MESSAGE, code="invalid_text") from exc
                 except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):

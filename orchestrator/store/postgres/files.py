@@ -19,7 +19,7 @@ import anyio.to_thread
 
 from orchestrator.errors import Gone, NotFound, Unprocessable
 from orchestrator.ids import iso, new_id, now, now_iso, parse_iso
-from orchestrator.store.postgres.db import Conn, Database, one
+from orchestrator.store.postgres.db import Conn, Database, affected, one
 from orchestrator.store.postgres.paging import Where, page
 from orchestrator.store.records import FileQuery, Page, PageRequest, Row
 
@@ -196,6 +196,16 @@ class FileStore:
         where.sql("filename ILIKE {}", f"%{query.filename}%" if query.filename else None)
         where.sql("created_at >= {}", query.from_date).sql("created_at <= {}", query.to_date)
         return await page(self.db, "files", where, req, columns=_META)
+
+    async def purge_abandoned(self, before: str) -> int:
+        """Delete uploads never completed whose session expired before `before` (ISO), with their chunks."""
+
+        async def tx(conn: Conn) -> int:
+            return affected(
+                await conn.execute("DELETE FROM files WHERE status <> 'complete' AND expires_at < $1", before)
+            )
+
+        return await self.db.write(tx)
 
 
 def _later(previous: str) -> str:

@@ -39,8 +39,8 @@ class RunStore:
             await conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total,"
-                " fingerprints_json, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13, 0, $14, $15)",
+                " fingerprints_json, created_at, cache_enabled)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12, $13, 0, $14, $15, $16)",
                 run["id"],
                 kind,
                 run["workflow_id"],
@@ -56,6 +56,7 @@ class RunStore:
                 int(run.get("seed", 0)),
                 dumps(run.get("fingerprints", {})),
                 ts,
+                1 if run.get("cache_enabled", True) else 0,
             )
             if experiment_id is not None:
                 # A random 72-bit suffix, as the SQLite store's randomblob(9): ids only need to be unique.

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from orchestrator.store.interface import (
+    CacheRepo,
     CheckRepo,
     ChildRepo,
     EventRepo,
     ExperimentRepo,
     FileRepo,
     RunRepo,
+    ScoreRepo,
     Signals,
     WorkerRepo,
     WorkflowRepo,
 )
 from orchestrator.store.records import Broker
+from orchestrator.store.sqlite.cache import CacheStore
 from orchestrator.store.sqlite.checks import CheckStore
 from orchestrator.store.sqlite.children import ChildStore
 from orchestrator.store.sqlite.db import Database
@@ -21,6 +24,7 @@ from orchestrator.store.sqlite.events import EventStore
 from orchestrator.store.sqlite.experiments import ExperimentStore
 from orchestrator.store.sqlite.files import FileStore
 from orchestrator.store.sqlite.runs import RunStore
+from orchestrator.store.sqlite.scores import ScoreStore
 from orchestrator.store.sqlite.signals import Signals as SqliteSignals
 from orchestrator.store.sqlite.workers import WorkerStore
 from orchestrator.store.sqlite.workflows import WorkflowStore
@@ -32,8 +36,9 @@ class SqliteStore:
     """Every repository over one SQLite file. `broker` receives each transaction's feed events once it
     has committed (none by default)."""
 
-    def __init__(self, path: str, broker: Broker | None = None) -> None:
-        self.db = Database(path, broker)
+    def __init__(self, path: str, broker: Broker | None = None, *, server: bool = False) -> None:
+        """`server`: opened by a server's API process, which checks the file and locks it (one server per file)."""
+        self.db = Database(path, broker, server=server)
         # Typed as the interface, so that this class is checked against it attribute by attribute.
         self.workflows: WorkflowRepo = WorkflowStore(self.db)
         self.files: FileRepo = FileStore(self.db)
@@ -43,6 +48,8 @@ class SqliteStore:
         self.children: ChildRepo = ChildStore(self.db)
         self.events: EventRepo = EventStore(self.db)
         self.workers: WorkerRepo = WorkerStore(self.db)
+        self.scores: ScoreRepo = ScoreStore(self.db)
+        self.cache: CacheRepo = CacheStore(self.db)
         self._signals = SqliteSignals(path)
         self.signals: Signals = self._signals
 
@@ -53,6 +60,10 @@ class SqliteStore:
     @property
     def writing(self) -> bool:
         return self.db.holding
+
+    @property
+    def storage_full(self) -> bool:
+        return self.db.faults.full_since is not None
 
     async def until_written(self) -> None:
         await self.db.until_written()

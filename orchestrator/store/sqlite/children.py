@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from typing import Any, cast
 
-from orchestrator.core import lifecycle
+from orchestrator.core import lifecycle, usage
 from orchestrator.errors import NotFound
 from orchestrator.ids import now_iso
 from orchestrator.store.records import (
@@ -26,6 +26,7 @@ from orchestrator.store.records import (
     ResultRecord,
     Row,
 )
+from orchestrator.store.sqlite import cache as passcache
 from orchestrator.store.sqlite import state as runstate
 from orchestrator.store.sqlite.db import BLOBS, Database, stage
 from orchestrator.store.sqlite.jsoncol import dumps, loads
@@ -209,9 +210,7 @@ class ChildStore:
         return Page([decode_artifact(r) for r in p.rows], p.before, p.after)
 
 
-def _claim(
-    conn: sqlite3.Connection, run_id: str, limit: int, owner: str | None, lease_s: float
-) -> list[ClaimedChild]:
+def _claim(conn: sqlite3.Connection, run_id: str, limit: int, owner: str | None, lease_s: float) -> list[ClaimedChild]:
     """pending → queued for up to `limit` children, in position order, under a lease when `owner` is
     given; the caller updates the counts."""
     # The page travels as one JSON row: see db.py for why rows are not stepped one by one.
@@ -268,8 +267,7 @@ def _apply(
     ids = dumps([s.child_id for s in starts] + [f.child_id for f in finishes])
     fence = "" if owner is None else " AND lease_owner = ?"
     found = conn.execute(
-        "SELECT json_group_object(id, status) AS s FROM children"
-        f" WHERE id IN (SELECT value FROM json_each(?)){fence}",
+        f"SELECT json_group_object(id, status) AS s FROM children WHERE id IN (SELECT value FROM json_each(?)){fence}",
         (ids,) if owner is None else (ids, owner),
     ).fetchone()
     status: dict[str, str] = loads(found["s"], {})  # children this batch may touch, and their status
@@ -331,6 +329,15 @@ def _apply(
             if blobs is not None:
                 stage(conn, blobs)
             conn.execute(sql, (rows,))
+    if any(f.cache_puts or f.cache_touches or f.stats for f in applied):
+        passcache.record(
+            conn,
+            [e for f in applied for e in f.cache_puts],
+            [k for f in applied for k in f.cache_touches],
+            sum(int(f.stats.get(usage.CACHE_HITS, 0)) for f in applied),
+            sum(int(f.stats.get(usage.CACHE_MISSES, 0)) for f in applied),
+            time.time(),
+        )
     events = log.flush()
     runstate.save_many(conn, {rid: states[rid] for rid in sorted(started | finished)})
     return events, events

@@ -33,6 +33,8 @@ import anyio.to_thread
 
 from orchestrator.errors import StoreError
 from orchestrator.store.records import Broker, FeedEvent, Row
+from orchestrator.store.sqlite.faults import Faults, describe
+from orchestrator.store.sqlite.startup import ServerLock, check_file
 
 log = logging.getLogger("orchestrator.store")
 T = TypeVar("T")
@@ -73,7 +75,7 @@ class NullBroker:
 
 
 class Database:
-    def __init__(self, path: str, broker: Broker | None = None) -> None:
+    def __init__(self, path: str, broker: Broker | None = None, *, server: bool = False) -> None:
         self.path = path
         self.broker: Broker = broker or NullBroker()
         self._reader: aiosqlite.Connection | None = None
@@ -84,17 +86,31 @@ class Database:
         # True while this process's database thread holds the write lock: set and cleared by that thread.
         self.holding = False
         self._released: asyncio.Future[None] | None = None
+        self.faults = Faults(path)
+        # Held by a server (the API process) for its life: one server per file. None for workers and tools.
+        self.lock: ServerLock | None = ServerLock(path) if server and path != ":memory:" else None
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._sync = await anyio.to_thread.run_sync(self._connect_sync, limiter=self._sync_thread)
+        if self.lock is not None:
+            self.lock.acquire(self.path)
         try:
+            self._sync = await anyio.to_thread.run_sync(self._connect_sync, limiter=self._sync_thread)
+        except sqlite3.Error as exc:
+            if self.lock is not None:
+                self.lock.release()
+            raise describe(self.path, exc) or StoreError(f"The database {self.path} cannot be used: {exc}") from exc
+        try:
+            if self.lock is not None:  # a server starting: worth a scan of the file
+                await anyio.to_thread.run_sync(check_file, self._sync, self.path, limiter=self._sync_thread)
             await anyio.to_thread.run_sync(self._migrate, self._sync, limiter=self._sync_thread)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        except BaseException:
+        except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise describe(self.path, exc) or StoreError(f"The database {self.path} cannot be used: {exc}") from exc
             raise
         self._reader.row_factory = _dict_row
         for pragma in PRAGMAS:
@@ -112,26 +128,35 @@ class Database:
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Apply every known migration the file has not had, each in its own transaction. Applied numbers
+        are recorded one by one (`schema_migrations`), not only as the highest (`user_version`): numbers
+        may land out of order (0004 before 0003), and a file that has 1, 2 and 4 must still get 3."""
         found = migrations()
-        latest = found[-1][0] if found else 0
-        current = int(conn.execute("PRAGMA user_version").fetchone()["user_version"])
-        if current > latest:
+        known = {number for number, _ in found}
+        latest = max(known, default=0)
+        unknown = sorted(_applied(conn) - known)
+        if unknown:
             raise StoreError(
-                f"The database {self.path} was written by a newer orchestrator (schema {current}; "
+                f"The database {self.path} was written by a newer orchestrator (schema {max(unknown)}; "
                 f"this version knows up to {latest}). Upgrade orchestrator or point --db at another file.",
                 code="schema_too_new",
             )
         for number, sql in found:
-            if number <= current:
-                continue
 
             def step(c: sqlite3.Connection, sql: str = sql, number: int = number) -> None:
+                applied = _applied(c)  # again under the write lock: another process may have just done it
+                if number in applied:
+                    return
                 # executescript() would COMMIT first; split on statements to stay inside one transaction.
                 for statement in split_sql(sql):
                     c.execute(statement)
-                c.execute(f"PRAGMA user_version={number}")
+                c.executemany(
+                    "INSERT OR IGNORE INTO schema_migrations(version) VALUES (?)", [(v,) for v in applied | {number}]
+                )
+                c.execute(f"PRAGMA user_version={max(applied | {number})}")
 
-            _in_transaction(conn, step, self._queue_fd)
+            if number not in _applied(conn):
+                _in_transaction(conn, step, self._queue_fd)
 
     async def close(self) -> None:
         """Drain, then close. The lock is FIFO: the write in flight and every write already waiting
@@ -150,6 +175,8 @@ class Database:
                 if self._queue_fd is not None:
                     os.close(self._queue_fd)
                     self._queue_fd = None
+                if self.lock is not None:
+                    self.lock.release()
 
     async def until_written(self) -> None:
         """Return when this process's write transaction no longer holds the lock. A CPU-bound caller
@@ -180,6 +207,12 @@ class Database:
                     result = await anyio.to_thread.run_sync(
                         _in_transaction, conn, fn, self._queue_fd, self, limiter=self._sync_thread
                     )
+                    self.faults.wrote()
+                except sqlite3.Error as exc:
+                    mapped = self.faults.translate(exc)
+                    if mapped is None:
+                        raise
+                    raise mapped from exc
                 finally:
                     released, self._released = self._released, None
                     if released is not None and not released.done():
@@ -218,6 +251,17 @@ class Database:
         if row is None:
             return None
         return next(iter(row.values()))
+
+
+def _applied(conn: sqlite3.Connection) -> set[int]:
+    """The migrations a file has had. Files from before `schema_migrations` existed had them in order, so
+    their `user_version` N means 1..N."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+    rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    if rows:
+        return {int(r["version"]) for r in rows}
+    current = int(conn.execute("PRAGMA user_version").fetchone()["user_version"])
+    return set(range(1, current + 1))
 
 
 def _in_transaction(

@@ -92,6 +92,7 @@ class EventStore:
 
     async def delete_before(self, gseq: int) -> int:
         """Drop every event older than `gseq` (as retention would), whatever its run."""
+
         def tx(conn: sqlite3.Connection) -> int:
             return conn.execute("DELETE FROM events WHERE gseq < ?", (gseq,)).rowcount
 

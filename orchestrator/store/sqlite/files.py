@@ -148,3 +148,12 @@ class FileStore:
         where.sql("filename LIKE ?", f"%{query.filename}%" if query.filename else None)
         where.sql("created_at >= ?", query.from_date).sql("created_at <= ?", query.to_date)
         return await page(self.db, "files", where, req, columns=_META)
+
+    async def purge_abandoned(self, before: str) -> int:
+        """Delete uploads never completed whose session expired before `before` (ISO), with their bytes."""
+
+        def tx(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("DELETE FROM files WHERE status != 'complete' AND expires_at < ?", (before,))
+            return int(cur.rowcount)
+
+        return await self.db.write(tx)

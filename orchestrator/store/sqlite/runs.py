@@ -24,6 +24,8 @@ def decode_run(row: Row) -> RunRecord:
     row["fingerprints"] = loads(row.pop("fingerprints_json", None), {})
     row["stats"] = loads(row.pop("stats_json", None), {})
     row["scope"] = loads(row.pop("scope_json", None))
+    if "cache_enabled" in row:  # an integer in both stores (copied as is by `orchestrator migrate`)
+        row["cache_enabled"] = bool(row["cache_enabled"])
     return cast(RunRecord, row)
 
 
@@ -50,7 +52,7 @@ class RunStore:
             conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total,"
-                " fingerprints_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " fingerprints_json, created_at, cache_enabled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run["id"],
                     kind,
@@ -69,6 +71,7 @@ class RunStore:
                     0,
                     dumps(run.get("fingerprints", {})),
                     ts,
+                    1 if run.get("cache_enabled", True) else 0,
                 ),
             )
             if experiment_id is not None:
@@ -101,9 +104,7 @@ class RunStore:
             raise NotFound(f"{noun} {run_id} not found", details={"run_id": run_id})
         return decode_run(row)
 
-    async def list_page(
-        self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]
-    ) -> Page[RunRecord]:
+    async def list_page(self, kinds: tuple[str, ...], req: PageRequest, filters: dict[str, Any]) -> Page[RunRecord]:
         where = Where().among("kind", kinds)
         for key in ("workflow_id", "experiment_id", "block_id", "check_id", "trigger_type"):
             where.eq(key, filters.get(key))

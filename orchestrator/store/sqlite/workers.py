@@ -34,8 +34,7 @@ class WorkerStore:
 
         def tx(conn: sqlite3.Connection) -> list[str]:
             conn.execute(
-                "UPDATE workers SET heartbeat_at = ?, capacity = ?, status = 'running', stopped_at = NULL"
-                " WHERE id = ?",
+                "UPDATE workers SET heartbeat_at = ?, capacity = ?, status = 'running', stopped_at = NULL WHERE id = ?",
                 (now, capacity, worker_id),
             )
             conn.execute(

@@ -51,7 +51,9 @@ async def test_cursor_pages_walk_forward_and_back(store: Store, order: str) -> N
     pages = []
     while True:
         page = await store.workflows.list_workflows(
-            PageRequest(limit=3, order=order, after=after), project_id="pg", sort_by="created_at"  # type: ignore[arg-type]
+            PageRequest(limit=3, order=order, after=after),  # type: ignore[arg-type]
+            project_id="pg",
+            sort_by="created_at",
         )
         seen += [r["id"] for r in page.rows]
         pages.append(page)

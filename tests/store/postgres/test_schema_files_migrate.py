@@ -16,7 +16,7 @@ from orchestrator.store.postgres import PostgresStore
 from orchestrator.store.postgres.copy import copy_sqlite
 from orchestrator.store.postgres.db import migrations
 from orchestrator.store.postgres.files import CHUNK
-from orchestrator.store.records import ChildFinish, ChildStart, PageRequest
+from orchestrator.store.records import ENTRY_OVERHEAD, CacheEntry, ChildFinish, ChildStart, PageRequest
 from orchestrator.store.sqlite import SqliteStore
 from tests.pg_cluster import Cluster
 from tests.store.conftest import new_run
@@ -39,6 +39,36 @@ async def test_nodes_starting_together_migrate_an_empty_database_once(pg_cluster
         for s in stores:
             await s.close()
         pg_cluster.drop_database(url.rsplit("/", 1)[1])
+
+
+async def test_migrations_that_land_out_of_order_are_each_applied_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that had 1, 2 and 4 gets 3 when it arrives (numbers are reserved by branches that land
+    in another order); the applied numbers, not the highest, say what is left to do."""
+    from orchestrator.store.postgres import db as pg_db
+
+    shipped = migrations()
+    late, early = shipped[-1][0] + 2, shipped[-1][0] + 1
+    first = [*shipped, (late, "CREATE TABLE later_one (x integer);")]
+    monkeypatch.setattr(pg_db, "migrations", lambda: first)
+    s = PostgresStore(pg_url)
+    await s.open()
+    await s.close()
+    both = [*shipped, (early, "CREATE TABLE earlier_one (x integer);"), first[-1]]
+    monkeypatch.setattr(pg_db, "migrations", lambda: both)
+    s = PostgresStore(pg_url)
+    await s.open()
+    try:
+        rows = await s.db.fetchall("SELECT version FROM orchestrator_schema ORDER BY version")
+        assert [r["version"] for r in rows] == [n for n, _ in both]
+        assert await s.db.scalar("SELECT count(*) FROM earlier_one") == 0
+        assert await s.db.schema_version() == late
+    finally:
+        await s.close()
+    monkeypatch.setattr(pg_db, "migrations", lambda: shipped)
+    with pytest.raises(StoreError, match="newer orchestrator"):
+        await PostgresStore(pg_url).open()
 
 
 async def test_a_database_written_by_a_newer_version_is_refused(store: PostgresStore, pg_url: str) -> None:
@@ -111,6 +141,8 @@ async def _sqlite_store_with_history(path: Path) -> tuple[str, str, bytes]:
         await new_run(s, 3, run_id="wfevalrun_open", workflow_id=wf["id"])
         await s.events.delete_before(3)  # deleted numbers must stay used after the move
         await s.workers.register("wrk_old", host="h", pid=1, capacity=2)
+        passes = b'{"0":{"o":{"total":1},"p":3,"c":2},"1":{"o":"two","p":null,"c":null}}'
+        await s.cache.put([CacheEntry("reqkey", "openai", "gpt-x", passes, 2)])
         return wf["id"], f["id"], data
     finally:
         await s.close()
@@ -120,6 +152,7 @@ async def test_migrate_copies_a_sqlite_store_and_keeps_every_id(
     tmp_path: Path, store: PostgresStore, pg_url: str
 ) -> None:
     wf_id, file_id, data = await _sqlite_store_with_history(tmp_path / "runs.db")
+    passes = b'{"0":{"o":{"total":1},"p":3,"c":2},"1":{"o":"two","p":null,"c":null}}'
     src = SqliteStore(str(tmp_path / "runs.db"))
     await src.open()
     try:
@@ -138,6 +171,10 @@ async def test_migrate_copies_a_sqlite_store_and_keeps_every_id(
     ]
     assert await store.files.data(file_id) == data
     assert (await store.workflows.get_workflow(wf_id))["name"] == "wf"
+    cached = (await store.cache.get_many(["reqkey"]))["reqkey"]
+    assert (cached[0].output, cached[0].prompt_tokens, cached[1].output) == ({"total": 1}, 3, "two")
+    stats = await store.cache.stats()
+    assert (stats.entries, stats.bytes) == (2, len(passes) + ENTRY_OVERHEAD), "the totals moved with the rows"
     later = await new_run(store, 1, run_id="wfevalrun_new", workflow_id=wf_id)
     assert min(e["gseq"] for e in await store.events.after(later, 0, 10)) > top, "numbers continue, never repeat"
     fresh = await store.workflows.create_workflow(name="after", description="", project_id="p")

@@ -68,3 +68,44 @@ async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path, monkey
     with pytest.raises(StoreError, match="newer orchestrator") as caught:
         await _at(path, SHIPPED, monkeypatch)
     assert caught.value.code == "schema_too_new"
+
+
+async def test_migrations_that_land_out_of_order_are_each_applied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that had 1, 2 and 4 gets 3 when it arrives (numbers reserved by branches that land in another
+    order): the applied numbers are recorded one by one, and `user_version` stays the highest."""
+    path = tmp_path / "gap.db"
+    late = (NEXT + 1, "CREATE TABLE later_one (x INTEGER);")
+    first = await _at(path, [*SHIPPED, late], monkeypatch)
+    await first.close()
+    early = (NEXT, "CREATE TABLE earlier_one (x INTEGER);")
+    both = await _at(path, [*SHIPPED, early, late], monkeypatch)
+    try:
+        assert await both.db.scalar("SELECT count(*) FROM earlier_one") == 0
+        assert await both.db.scalar("PRAGMA user_version") == NEXT + 1
+        rows = await both.db.fetchall("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == [n for n, _ in SHIPPED] + [NEXT, NEXT + 1]
+    finally:
+        await both.close()
+    again = await _at(path, [*SHIPPED, early, late], monkeypatch)  # nothing left to apply
+    await again.close()
+
+
+async def test_a_file_from_before_the_applied_list_is_read_by_its_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files written before `schema_migrations` existed (schema 2) had their migrations in order:
+    `user_version` N means 1..N were applied, and only what comes after runs."""
+    path = tmp_path / "old.db"
+    before = [m for m in SHIPPED if m[0] <= 2]
+    store = await _at(path, before, monkeypatch)
+    await store.db.write(lambda conn: conn.execute("DROP TABLE schema_migrations"))  # as that version left it
+    await store.close()
+    upgraded = await _at(path, SHIPPED, monkeypatch)
+    try:
+        assert await upgraded.db.scalar("SELECT count(*) FROM pass_cache") == 0
+        rows = await upgraded.db.fetchall("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == [n for n, _ in SHIPPED]
+    finally:
+        await upgraded.close()

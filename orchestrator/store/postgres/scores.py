@@ -1,0 +1,37 @@
+"""Documents of an experiment run by score, a page at a time: the summary's document list without reading
+(or decoding) a consensus record."""
+
+from __future__ import annotations
+
+from orchestrator.store.postgres.db import Database
+from orchestrator.store.records import Row, ScoreCursor
+
+_SELECT = (
+    "SELECT c.document_id, coalesce(d.filename, '') AS filename, c.score, c.position"
+    " FROM children c LEFT JOIN experiment_documents d ON d.id = c.document_id"
+    " WHERE c.run_id = $1 AND c.status = 'completed' AND c.score IS NOT NULL"
+)
+
+
+class ScoreStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def page(self, run_id: str, cursor: ScoreCursor, limit: int) -> list[Row]:
+        if cursor.by_score:
+            if cursor.score is None:
+                sql = _SELECT + " ORDER BY c.score, c.position LIMIT $2"
+                return await self.db.fetchall(sql, run_id, limit)
+            sql = _SELECT + " AND (c.score, c.position) > ($2, $3) ORDER BY c.score, c.position LIMIT $4"
+            return await self.db.fetchall(sql, run_id, cursor.score, cursor.position, limit)
+        sql = _SELECT + " AND c.position > $2 ORDER BY c.position LIMIT $3"
+        return await self.db.fetchall(sql, run_id, cursor.position, limit)
+
+    async def of_documents(self, run_id: str, document_ids: list[str]) -> dict[str, float]:
+        rows = await self.db.fetchall(
+            "SELECT document_id, score FROM children WHERE run_id = $1 AND status = 'completed'"
+            " AND score IS NOT NULL AND document_id = ANY($2::text[])",
+            run_id,
+            document_ids,
+        )
+        return {r["document_id"]: float(r["score"]) for r in rows}

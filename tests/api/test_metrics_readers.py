@@ -1,0 +1,83 @@
+"""Issue 15: metrics readers cannot slow a run. A finished run's aggregate is computed once, an open run's
+at most every `metrics_refresh_s` (and once for concurrent readers), and the document lists are pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from tests.api.test_support import assert_envelope, raw
+from tests.conftest import Api, AppFactory
+from tests.runner.helpers import add_block, experiment, experiment_run, services, sim
+
+METRICS = "/v1/workflows/experiments/metrics"
+
+
+async def finished_run(api: Api, docs: int = 23) -> dict[str, Any]:
+    wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
+    block = await add_block(api, wf, sim(disagreement=0.3))
+    run = await experiment_run(api, await experiment(api, wf, block, docs, n_consensus=5))
+    return await api.wait_run(run["id"])
+
+
+async def walk(api: Api, params: dict[str, Any]) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    after = None
+    for _ in range(100):
+        body = await api.get(METRICS, params={**params, **({"after": after} if after else {})}, expect=200)
+        seen += body["documents"]
+        after = body["list_metadata"]["after"]
+        if after is None:
+            return seen
+    raise AssertionError("the pages never ended")
+
+
+async def test_a_finished_runs_metrics_are_computed_once(api: Api) -> None:
+    run = await finished_run(api)
+    memo = services(api).metrics.memo
+    before = memo.computed
+
+    async def read() -> None:
+        await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+
+    async with anyio.create_task_group() as tg:  # concurrent readers share one computation
+        for _ in range(8):
+            tg.start_soon(read)
+    for _ in range(5):
+        await api.get(METRICS, params={"run_id": run["id"], "limit": 3}, expect=200)
+    assert memo.computed == before + 1
+
+
+async def test_open_runs_are_recomputed_at_most_every_refresh(make_api: AppFactory) -> None:
+    api = await make_api(metrics_refresh_s=3600.0)
+    wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
+    block = await add_block(api, wf, sim(latency_ms=600_000))
+    run = await experiment_run(api, await experiment(api, wf, block, 4, n_consensus=3))
+    memo = services(api).metrics.memo
+    for _ in range(5):
+        await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+    assert memo.computed == 0, "nothing completed yet: no_metrics, nothing computed"
+    await api.post(f"/v1/workflows/experiments/runs/{run['id']}/cancel", {}, expect=200)
+
+
+async def test_document_lists_are_pages_in_document_or_score_order(api: Api) -> None:
+    run = await finished_run(api)
+    first = await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+    assert first["scored_document_count"] == 23 and len(first["documents"]) == 23
+    by_position = await walk(api, {"run_id": run["id"], "limit": 5})
+    assert [d["id"] for d in by_position] == [d["id"] for d in first["documents"]]
+    worst_first = await walk(api, {"run_id": run["id"], "limit": 4, "order_by": "score"})
+    assert sorted(d["id"] for d in worst_first) == sorted(d["id"] for d in by_position)
+    scores = [d["score"] for d in worst_first]
+    assert scores == sorted(scores)
+    one_page = await api.get(METRICS, params={"run_id": run["id"], "limit": 5}, expect=200)
+    assert len(one_page["documents"]) == 5 and one_page["aggregate"] == first["aggregate"]
+    target = {"run_id": run["id"], "view": "by_target", "target_path": "vendor"}
+    whole = await api.get(METRICS, params=target, expect=200)
+    paged = await walk(api, {**target, "limit": 6})
+    assert whole["list_metadata"]["after"] is None and 0 < len(whole["documents"]) <= 23
+    assert paged == whole["documents"]
+    for bad in ({"after": "nonsense"}, {"after": "p:3", "order_by": "score"}, {"order_by": "size"}, {"limit": 0}):
+        r = await raw(api, "GET", METRICS, params={"run_id": run["id"], **bad})
+        assert_envelope(r, 422)
