@@ -108,6 +108,8 @@ async def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         section["conditions"] = cond
         section["reps"] = scale.reps
         results[name] = section
+        if getattr(args, "out", ""):  # each section as it ends: a later one failing loses nothing measured
+            report.write(Path(args.out), scale.name, {name: section})
     return results
 
 

@@ -21,7 +21,7 @@ export function inputPreview(inputs) {
   return preview(first.data ?? first, 70);
 }
 
-/** labelOf(result) names a row (experiments pass document filenames once the metrics know them). */
+/** labelOf(result) names a row (experiments pass the filenames the metrics know; a result's input names it too). */
 export function resultsTable(runId, kind, open, labelOf = () => null) {
   const experiment = kind === "experiment";
   const cursors = [null];
@@ -77,7 +77,8 @@ export function resultsTable(runId, kind, open, labelOf = () => null) {
   function makeRow(r, n) {
     const statusCell = h("td", {}, badge(childStatus(r)));
     const id = experiment ? r.document_id : r.eval_id ?? r.test_id ?? r.id;
-    const name = labelOf(r) ?? r.eval_name ?? null;
+    // An experiment row is named by its document's filename, from the metrics or from the result's own input.
+    const name = labelOf(r) ?? r.eval_name ?? (experiment ? inputPreview(r.handle_inputs) || null : null);
     const link = h("a", { href: `#/runs/${runId}/results/${r.id}`, class: name ? "" : "mono", title: id, "aria-label": `Open result ${n}` }, name ?? shortId(id));
     const cells = [h("td", { class: "num muted" }, String(n)), h("td", {}, link), statusCell];
     let scoreCell = null;

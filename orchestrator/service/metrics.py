@@ -78,15 +78,14 @@ class Memo:
         self._locks: dict[tuple[Any, ...], anyio.Lock] = {}
         self.computed = 0  # how many times an aggregate was computed (tests, bench)
 
-    def _fresh(self, entry: _Entry | None, run: RunRecord, since: float) -> bool:
+    def _fresh(self, entry: _Entry | None, run: RunRecord, final: bool) -> bool:
         if entry is None:
             return False
-        return (
-            entry.final
-            or entry.at >= since
-            or entry.completed == run["c_completed"]
-            or (time.monotonic() - entry.at < self.refresh_s)
-        )
+        if entry.final:
+            return True
+        if final:  # an aggregate of an open run never stands for the finished run's
+            return False
+        return entry.completed == run["c_completed"] or (time.monotonic() - entry.at < self.refresh_s)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -96,14 +95,14 @@ class Memo:
     ) -> dict[str, Any]:
         asked = time.monotonic()
         entry = self._entries.get(key)
-        if self._fresh(entry, run, float("inf")):
+        if self._fresh(entry, run, final):
             assert entry is not None
             self._entries.move_to_end(key)
             return entry.body
         lock = self._locks.setdefault(key, anyio.Lock())
         async with lock:
             entry = self._entries.get(key)
-            if entry is not None and (entry.final or entry.at >= asked):  # computed while this one waited
+            if entry is not None and (entry.final or (entry.at >= asked and not final)):  # computed meanwhile
                 return entry.body
             body = await compute()
             self.computed += 1

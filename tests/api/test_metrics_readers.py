@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.service.metrics import Memo
 from tests.api.test_support import assert_envelope, raw
 from tests.conftest import Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, services, sim
@@ -81,3 +82,22 @@ async def test_document_lists_are_pages_in_document_or_score_order(api: Api) -> 
     for bad in ({"after": "nonsense"}, {"after": "p:3", "order_by": "score"}, {"order_by": "size"}, {"limit": 0}):
         r = await raw(api, "GET", METRICS, params={"run_id": run["id"], **bad})
         assert_envelope(r, 422)
+
+
+async def test_an_open_runs_aggregate_never_answers_for_the_finished_run() -> None:
+    """Found on a two-node run: the page asked at `run.finished` and got the aggregate computed a moment
+    before, while the run was open ("18 of 20 documents scored" on a completed 20/20 run)."""
+    memo = Memo(refresh_s=60.0)
+    bodies = iter([{"scored": 18}, {"scored": 20}, {"scored": 99}])
+
+    async def compute() -> dict[str, Any]:
+        return next(bodies)
+
+    open_run: Any = {"c_completed": 18, "status": "running"}
+    done_run: Any = {"c_completed": 20, "status": "completed"}
+    assert await memo.get(("summary", "r"), open_run, False, compute) == {"scored": 18}
+    one_more: Any = {**open_run, "c_completed": 19}
+    assert await memo.get(("summary", "r"), one_more, False, compute) == {"scored": 18}
+    assert await memo.get(("summary", "r"), done_run, True, compute) == {"scored": 20}
+    assert await memo.get(("summary", "r"), done_run, True, compute) == {"scored": 20}, "final: computed once"
+    assert memo.computed == 2

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -417,3 +418,11 @@ def _perturbed_passes(draw: st.DrawFn) -> list[Any]:
 def test_permutation_invariance_of_aligned_lists(passes: list[Any], data: st.DataObject) -> None:
     order = data.draw(st.permutations(range(len(passes))))
     assert _core(reduce_passes("extract", passes)) == _core(reduce_passes("extract", [passes[i] for i in order]))
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2, 3], [1, 0, 2, 3], [3, 2, 1, 0]])
+def test_zero_and_negative_zero_elect_the_same_value_in_any_order(order: list[int]) -> None:
+    """Found by hypothesis: 0 and -0.0 are one exact value, and the first pass must not pick its sign."""
+    passes = [{"price": 0}, {"price": -0.0}, {"price": -0.0}, {"price": -0.0}]
+    value = reduce_passes("extract", [passes[i] for i in order])["value"]["price"]
+    assert value == 0.0 and math.copysign(1.0, value) == 1.0

@@ -124,10 +124,11 @@ def similarity(a: Any, b: Any) -> float:
 
 
 def _exact_representative(members: Sequence[int | float]) -> int | float:
-    """One value standing for several equal numbers (5 and 5.0 → 5.0; only ints → int)."""
+    """One value standing for several equal numbers (5 and 5.0 → 5.0; only ints → int). Equal floats
+    differ only in the sign of zero: `+ 0.0` makes -0.0 0.0, so the order of the passes never shows."""
     if all(isinstance(m, int) for m in members):
         return members[0]
-    return float(members[0])
+    return float(members[0]) + 0.0
 
 
 def vote_numbers(values: Sequence[int | float]) -> tuple[int | float, int]:
@@ -225,6 +226,8 @@ def vote_leaf(values: Sequence[Any]) -> tuple[Any, int]:
     if all(type(v) is kind and v == first for v in present):
         # Unanimous (the common case): every rule below elects this value with full support; skip
         # clustering. (`type is` keeps 1, 1.0 and True apart; NaN never equals itself, so it goes on.)
+        if kind is float:
+            first = first + 0.0  # -0.0 and 0.0 are equal: the first pass must not pick the sign
         return (None, none_count) if none_count > len(present) else (first, len(present))
     kinds = {kind_of(v) for v in present}
     value: Any

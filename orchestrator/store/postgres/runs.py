@@ -12,7 +12,7 @@ from orchestrator.store.postgres import state as runstate
 from orchestrator.store.postgres.db import Conn, Database, affected
 from orchestrator.store.postgres.paging import Where, page
 from orchestrator.store.postgres.state import CLAIMED_SQL, OPEN_SQL
-from orchestrator.store.records import FeedEvent, Page, PageRequest, RunRecord
+from orchestrator.store.records import FeedEvent, Page, PageRequest, Row, RunRecord
 from orchestrator.store.sqlite.jsoncol import dumps
 from orchestrator.store.sqlite.runs import NOUN, decode_run
 
@@ -35,7 +35,7 @@ class RunStore:
         prefix = RESULT_PREFIX[kind]
         kids = list(children or [])
 
-        async def tx(conn: Conn) -> tuple[FeedEvent, list[FeedEvent]]:
+        async def tx(conn: Conn) -> tuple[tuple[Row, FeedEvent], list[FeedEvent]]:
             await conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total,"
@@ -95,10 +95,14 @@ class RunStore:
             st = await runstate.require(conn, run["id"])
             st.update(lifecycle.new_state(total))
             await runstate.notify_runs(conn, "created")
-            return await runstate.save_with_event(conn, run["id"], st, "progress", ts)
+            event, events = await runstate.save_with_event(conn, run["id"], st, "progress", ts)
+            # The row as this transaction leaves it: read after the commit, a worker woken by the
+            # notification could already have claimed the run, and its creator would be told `queued`.
+            row = await conn.fetchrow("SELECT * FROM runs WHERE id = $1", run["id"])
+            return (dict(row), event), events
 
-        event = await self.db.commit(tx)
-        return await self.get(run["id"]), event
+        row, event = await self.db.commit(tx)
+        return decode_run(row), event
 
     async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> RunRecord:
         row = await self.db.fetchone("SELECT * FROM runs WHERE id = $1", run_id)

@@ -48,7 +48,7 @@ class RunStore:
         # their number, instead of one GIL hand-off per row (see db.py).
         rows = dumps([_child_row(prefix, i, c) for i, c in enumerate(children or [])])
 
-        def tx(conn: sqlite3.Connection) -> tuple[FeedEvent, list[FeedEvent]]:
+        def tx(conn: sqlite3.Connection) -> tuple[tuple[Row, FeedEvent], list[FeedEvent]]:
             conn.execute(
                 "INSERT INTO runs(id, kind, workflow_id, workflow_version_id, workflow_name, experiment_id, block_id,"
                 " block_type, check_id, scope_json, n_consensus, status, trigger_type, seed, total,"
@@ -91,10 +91,12 @@ class RunStore:
                 ).rowcount
             st = runstate.require(conn, run["id"])
             st.update(lifecycle.new_state(total))
-            return runstate.save_with_event(conn, run["id"], st, "progress", ts)
+            event, events = runstate.save_with_event(conn, run["id"], st, "progress", ts)
+            # The row as this transaction leaves it (read after the commit, a worker could have claimed it).
+            return (conn.execute("SELECT * FROM runs WHERE id = ?", (run["id"],)).fetchone(), event), events
 
-        event = await self.db.commit(tx)
-        return await self.get(run["id"]), event
+        row, event = await self.db.commit(tx)
+        return decode_run(row), event
 
     async def get(self, run_id: str, kind: str | tuple[str, ...] | None = None) -> RunRecord:
         row = await self.db.fetchone("SELECT * FROM runs WHERE id = ?", (run_id,))
