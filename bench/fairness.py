@@ -40,7 +40,12 @@ async def measure(scale: Scale, log: Any = print) -> dict[str, Any]:
 
 async def _one(scale: Scale, workers: int, latency_ms: int, log: Any) -> dict[str, Any]:
     simulation = {"latency_ms": latency_ms} if latency_ms else None
-    async with running_server(scale.concurrency, workers=workers) as srv, aiohttp.ClientSession() as session:
+    # The pass cache off: the probes run the same small experiments again, which would be served from the
+    # cache after the first run (and the big run's documents include theirs), measuring no work at all.
+    async with (
+        running_server(scale.concurrency, extra=("--no-cache",), workers=workers) as srv,
+        aiohttp.ClientSession() as session,
+    ):
         api = Api(srv.url, session)
         # One experiment per probe: an experiment accepts one in-flight run at a time.
         smalls = [

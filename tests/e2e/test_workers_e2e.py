@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -34,8 +34,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @asynccontextmanager
-async def serving(db: Path, *extra: str) -> AsyncIterator[ServerProcess]:
-    srv = await anyio.to_thread.run_sync(partial(start_server, db, api_key=KEY, extra=extra, start_timeout=60))
+async def serving(db: Path, *extra: str, env: Mapping[str, str] | None = None) -> AsyncIterator[ServerProcess]:
+    srv = await anyio.to_thread.run_sync(partial(start_server, db, api_key=KEY, extra=extra, env=env, start_timeout=60))
     try:
         yield srv
     finally:
