@@ -4,7 +4,8 @@ unless the run no longer describes its experiment (stale) or has nothing scored 
 Readers must not slow the run they read: a summary of a 20,000-document run cost 0.57 s of CPU, and 12
 readers polling it took run throughput to 0.46×. So a view's aggregate is computed once per finished run
 (kept in this process, a bounded number of runs), at most every `metrics_refresh_s` while the run is
-open, and by one request at a time (the others wait for its answer); and the lists of documents are
+open (and no more often than DUTY times the last computation took, so a huge run's readers cost at most
+a tenth of a core), and by one request at a time (the others wait for its answer); and the lists of documents are
 pages (`limit`, `after`; the summary also `order_by=score`, worst first), read from the store per request.
 """
 
@@ -65,15 +66,24 @@ class _Entry:
     at: float
     completed: int
     final: bool
+    cost_s: float = 0.0  # how long computing it took
+
+
+# An open run's aggregate is recomputed at most once per DUTY × what the next computation will cost (the
+# last one's time, scaled by the documents scored since), and at most every `refresh_s`: readers spend at
+# most ~1/DUTY of a core on it, however large and long the run. (A 20,000-document run of 3.6 s is too
+# short for this to show: its readers' cost is the final computation and the document pages.)
+DUTY = 10.0
 
 
 class Memo:
     """Aggregates by (view, run, prior, target): final ones for good, open ones for `refresh_s` or until
     another child completes; one computation per key at a time."""
 
-    def __init__(self, refresh_s: float, size: int = MEMO_RUNS) -> None:
+    def __init__(self, refresh_s: float, size: int = MEMO_RUNS, clock: Callable[[], float] = time.monotonic) -> None:
         self.refresh_s = refresh_s
         self.size = size
+        self.clock = clock
         self._entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self._locks: dict[tuple[Any, ...], anyio.Lock] = {}
         self.computed = 0  # how many times an aggregate was computed (tests, bench)
@@ -85,7 +95,10 @@ class Memo:
             return True
         if final:  # an aggregate of an open run never stands for the finished run's
             return False
-        return entry.completed == run["c_completed"] or (time.monotonic() - entry.at < self.refresh_s)
+        # The next computation costs about the last one scaled by the documents scored since.
+        next_cost = entry.cost_s * max(1.0, run["c_completed"] / max(1, entry.completed))
+        fresh_for = max(self.refresh_s, DUTY * next_cost)
+        return entry.completed == run["c_completed"] or (self.clock() - entry.at < fresh_for)
 
     def clear(self) -> None:
         self._entries.clear()
@@ -93,7 +106,7 @@ class Memo:
     async def get(
         self, key: tuple[Any, ...], run: RunRecord, final: bool, compute: Callable[[], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any]:
-        asked = time.monotonic()
+        asked = self.clock()
         entry = self._entries.get(key)
         if self._fresh(entry, run, final):
             assert entry is not None
@@ -104,9 +117,11 @@ class Memo:
             entry = self._entries.get(key)
             if entry is not None and (entry.final or (entry.at >= asked and not final)):  # computed meanwhile
                 return entry.body
+            started = self.clock()
             body = await compute()
             self.computed += 1
-            self._entries[key] = _Entry(body, time.monotonic(), int(run["c_completed"]), final)
+            done = self.clock()
+            self._entries[key] = _Entry(body, done, int(run["c_completed"]), final, done - started)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 old, _ = self._entries.popitem(last=False)

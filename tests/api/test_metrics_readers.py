@@ -101,3 +101,39 @@ async def test_an_open_runs_aggregate_never_answers_for_the_finished_run() -> No
     assert await memo.get(("summary", "r"), done_run, True, compute) == {"scored": 20}
     assert await memo.get(("summary", "r"), done_run, True, compute) == {"scored": 20}, "final: computed once"
     assert memo.computed == 2
+
+
+async def test_a_costly_open_aggregate_is_recomputed_at_most_a_tenth_of_the_time() -> None:
+    """A 0.5 s aggregate of an open run stays for 10 × 0.5 s, though `refresh_s` is 2 s and children keep
+    completing: readers of a huge run cost at most a tenth of a core (a fake clock: no waiting)."""
+    now = [100.0]
+
+    async def compute() -> dict[str, Any]:
+        now[0] += 0.5  # the computation takes 0.5 s
+        return {"at": now[0]}
+
+    memo = Memo(refresh_s=2.0, clock=lambda: now[0])
+    first = await memo.get(("summary", "r"), {"c_completed": 100, "status": "running"}, False, compute)  # type: ignore[typeddict-item]
+    now[0] += 4.0  # past refresh_s, within 10 × 0.5 s
+    again = await memo.get(("summary", "r"), {"c_completed": 110, "status": "running"}, False, compute)  # type: ignore[typeddict-item]
+    assert again == first and memo.computed == 1
+    now[0] += 3.0  # 7 s since: past 10 × 0.5 s × 120/100
+    later = await memo.get(("summary", "r"), {"c_completed": 120, "status": "running"}, False, compute)  # type: ignore[typeddict-item]
+    assert later != first and memo.computed == 2
+
+
+async def test_the_window_grows_with_the_documents_scored_since() -> None:
+    """0.1 s for 100 documents predicts 1 s for 1,000: the next computation waits 10 s, not 2 s."""
+    now = [0.0]
+
+    async def compute() -> dict[str, Any]:
+        now[0] += 0.1
+        return {"at": now[0]}
+
+    memo = Memo(refresh_s=2.0, clock=lambda: now[0])
+    first = await memo.get(("summary", "r"), {"c_completed": 100, "status": "running"}, False, compute)  # type: ignore[typeddict-item]
+    now[0] += 5.0
+    assert await memo.get(("summary", "r"), {"c_completed": 1000, "status": "running"}, False, compute) == first  # type: ignore[typeddict-item]
+    now[0] += 6.0
+    assert await memo.get(("summary", "r"), {"c_completed": 1000, "status": "running"}, False, compute) != first  # type: ignore[typeddict-item]
+    assert memo.computed == 2
