@@ -195,48 +195,36 @@ class MetricsService(UseCase):
         final = _final(run, prior)
         key_base = (run["id"], prior["id"] if prior else None, include)
         if q.view == "summary":
-            body = dict(
-                await self.memo.get(
-                    ("summary", *key_base),
-                    run,
-                    final,
-                    lambda: streamed(
-                        self._store,
-                        run,
-                        prior,
-                        lambda docs: metrics.summary_view(
-                            experiment_id=exp["id"],
-                            run_id=run["id"],
-                            block_type=run["block_type"] or "extract",
-                            block_execution_fingerprint=fps.get("block_execution_fingerprint"),
-                            docs=docs,
-                            total_document_count=run["total"],
-                            prior_run_id=prior["id"] if prior else None,
-                            include_prior=include,
-                            list_documents=False,
-                        ),
-                    ),
-                )
+            body = await self._aggregate(
+                ("summary", *key_base),
+                run,
+                prior,
+                final,
+                lambda docs: metrics.summary_view(
+                    experiment_id=exp["id"],
+                    run_id=run["id"],
+                    block_type=run["block_type"] or "extract",
+                    block_execution_fingerprint=fps.get("block_execution_fingerprint"),
+                    docs=docs,
+                    total_document_count=run["total"],
+                    prior_run_id=prior["id"] if prior else None,
+                    include_prior=include,
+                    list_documents=False,
+                ),
             )
             body["definition_fingerprint"] = fps.get("block_execution_fingerprint")
             body["documents"], after = await self._scored_page(run, prior if include else None, q)
             body["list_metadata"] = {"before": None, "after": after}
         elif q.view == "by_target":
             target = str(q.target_path)
-            body = dict(
-                await self.memo.get(
-                    ("by_target", *key_base, target),
-                    run,
-                    final,
-                    lambda: streamed(
-                        self._store,
-                        run,
-                        prior,
-                        lambda docs: metrics.by_target_view(
-                            run_id=run["id"], target=target, docs=docs, include_prior=include, list_documents=False
-                        ),
-                    ),
-                )
+            body = await self._aggregate(
+                ("by_target", *key_base, target),
+                run,
+                prior,
+                final,
+                lambda docs: metrics.by_target_view(
+                    run_id=run["id"], target=target, docs=docs, include_prior=include, list_documents=False
+                ),
             )
             body["documents"], after = await self._target_page(run, prior if include else None, target, q)
             body["list_metadata"] = {"before": None, "after": after}
@@ -247,6 +235,18 @@ class MetricsService(UseCase):
             else:
                 body = metrics.votes_view(run_id=run["id"], doc=doc, target=str(q.target_path), include_prior=include)
         return MetricsAnswer(q.view, run, exp["id"], body=body)
+
+    async def _aggregate(
+        self,
+        key: tuple[Any, ...],
+        run: RunRecord,
+        prior: RunRecord | None,
+        final: bool,
+        view: Callable[[Iterable[metrics.DocRecord]], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A view's aggregate over every document, from the memo or streamed from the store (a copy: the
+        caller adds the page of documents to it)."""
+        return dict(await self.memo.get(key, run, final, lambda: streamed(self._store, run, prior, view)))
 
     async def _scored_page(
         self, run: RunRecord, prior: RunRecord | None, q: MetricsQuery

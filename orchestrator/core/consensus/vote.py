@@ -226,8 +226,8 @@ def vote_leaf(values: Sequence[Any]) -> tuple[Any, int]:
     if all(type(v) is kind and v == first for v in present):
         # Unanimous (the common case): every rule below elects this value with full support; skip
         # clustering. (`type is` keeps 1, 1.0 and True apart; NaN never equals itself, so it goes on.)
-        if kind is float:
-            first = first + 0.0  # -0.0 and 0.0 are equal: the first pass must not pick the sign
+        if kind is float:  # the same representative as the number vote (the sign of zero never shows)
+            first = _exact_representative(present)
         return (None, none_count) if none_count > len(present) else (first, len(present))
     kinds = {kind_of(v) for v in present}
     value: Any
