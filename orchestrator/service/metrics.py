@@ -156,14 +156,13 @@ class MetricsService(UseCase):
         self._answering: dict[MetricsQuery, anyio.Lock] = {}
 
     async def get(self, q: MetricsQuery) -> MetricsAnswer:
-        refresh = self._deps.settings.metrics_refresh_s
-        hit = self._answers.get(q)
-        if hit is not None and time.monotonic() - hit[0] < refresh:
-            return hit[1]
+        kept = await self._kept(q)
+        if kept is not None:
+            return kept
         async with self._answering.setdefault(q, anyio.Lock()):
-            hit = self._answers.get(q)
-            if hit is not None and time.monotonic() - hit[0] < refresh:
-                return hit[1]  # answered while this request waited
+            kept = await self._kept(q)
+            if kept is not None:
+                return kept  # answered while this request waited
             answer = await self._answer(q)
             if answer.run["status"] in TERMINAL:
                 self._answers.pop(q, None)
@@ -174,6 +173,17 @@ class MetricsService(UseCase):
                 old, _ = self._answers.popitem(last=False)
                 self._answering.pop(old, None)
             return answer
+
+    async def _kept(self, q: MetricsQuery) -> MetricsAnswer | None:
+        """The answer kept for `q`, while it is recent and its run still open: once the run has finished
+        (one row read), its readers get the finished run's metrics, never a moment-old open answer."""
+        hit = self._answers.get(q)
+        if hit is None or time.monotonic() - hit[0] >= self._deps.settings.metrics_refresh_s:
+            return None
+        if (await self._store.runs.get(q.run_id, "experiment"))["status"] in TERMINAL:
+            self._answers.pop(q, None)
+            return None
+        return hit[1]
 
     def clear(self) -> None:
         """Forget every kept aggregate and answer (tests: compute again)."""

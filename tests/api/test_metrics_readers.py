@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.service.metrics import Memo
+from orchestrator.service.metrics import Memo, MetricsQuery
 from tests.api.test_support import assert_envelope, raw
 from tests.conftest import Api, AppFactory
 from tests.runner.helpers import add_block, experiment, experiment_run, services, sim
@@ -60,6 +60,19 @@ async def test_open_runs_are_recomputed_at_most_every_refresh(make_api: AppFacto
         await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
     assert memo.computed == 0, "nothing completed yet: no_metrics, nothing computed"
     await api.post(f"/v1/workflows/experiments/runs/{run['id']}/cancel", {}, expect=200)
+
+
+async def test_a_kept_open_answer_never_stands_for_the_finished_run(make_api: AppFactory) -> None:
+    """Found from a fresh clone: the page asked at `run.finished` and got the answer kept a moment
+    before, while the run was open ("18 of 20 documents scored" on a completed run)."""
+    api = await make_api(metrics_refresh_s=3600.0)
+    wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
+    block = await add_block(api, wf, sim(latency_ms=600_000))
+    run = await experiment_run(api, await experiment(api, wf, block, 4, n_consensus=3))
+    query = MetricsQuery(run_id=run["id"], view="summary")
+    assert (await services(api).metrics.get(query)).run["status"] != "cancelled"  # kept for an hour
+    await api.post(f"/v1/workflows/experiments/runs/{run['id']}/cancel", {}, expect=200)
+    assert (await services(api).metrics.get(query)).run["status"] == "cancelled"
 
 
 async def test_document_lists_are_pages_in_document_or_score_order(api: Api) -> None:
