@@ -10,13 +10,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
 import orjson
 
-from orchestrator.core import assertions, planning, usage
+from orchestrator.core import assertions, metrics, planning, usage
 from orchestrator.core.consensus import ConsensusRecord, reduce_passes
 from orchestrator.engines.base import EngineError, HandleValue, JudgeRequest, PassOutput, PassRequest
 from orchestrator.engines.ratelimit import backoff_delay
@@ -293,6 +293,7 @@ class Executor:
         if ctx.kind == "experiment":
             base.score = float(record["score"])
             base.result = result
+            base.digest = metrics.digest(cast(ConsensusRecord, record))
             return base
         assertion = child.get("assertion") or {}
         judgements = await self._judgements(base.run_id, block, assertion, handle_outputs)

@@ -30,6 +30,7 @@ from orchestrator.store import Store
 from orchestrator.store.records import RunRecord, ScoreCursor
 
 T = TypeVar("T")
+D = TypeVar("D")
 View = Literal["summary", "by_document", "by_target", "votes"]
 METRICS_PAGE = 1000
 MEMO_RUNS = 128  # aggregates kept per process (each is O(targets), not O(documents))
@@ -208,9 +209,9 @@ class MetricsService(UseCase):
             body = await self._aggregate(
                 ("summary", *key_base),
                 run,
-                prior,
                 final,
-                lambda docs: metrics.summary_view(
+                _digest_pages(self._store, run, prior),
+                lambda docs: metrics.summary_of_digests(
                     experiment_id=exp["id"],
                     run_id=run["id"],
                     block_type=run["block_type"] or "extract",
@@ -219,7 +220,6 @@ class MetricsService(UseCase):
                     total_document_count=run["total"],
                     prior_run_id=prior["id"] if prior else None,
                     include_prior=include,
-                    list_documents=False,
                 ),
             )
             body["definition_fingerprint"] = fps.get("block_execution_fingerprint")
@@ -230,8 +230,8 @@ class MetricsService(UseCase):
             body = await self._aggregate(
                 ("by_target", *key_base, target),
                 run,
-                prior,
                 final,
+                _doc_pages(self._store, run, prior),
                 lambda docs: metrics.by_target_view(
                     run_id=run["id"], target=target, docs=docs, include_prior=include, list_documents=False
                 ),
@@ -250,13 +250,16 @@ class MetricsService(UseCase):
         self,
         key: tuple[Any, ...],
         run: RunRecord,
-        prior: RunRecord | None,
         final: bool,
-        view: Callable[[Iterable[metrics.DocRecord]], dict[str, Any]],
+        pages: AsyncGenerator[list[D], None],
+        view: Callable[[Iterable[D]], dict[str, Any]],
     ) -> dict[str, Any]:
-        """A view's aggregate over every document, from the memo or streamed from the store (a copy: the
-        caller adds the page of documents to it)."""
-        return dict(await self.memo.get(key, run, final, lambda: streamed(self._store, run, prior, view)))
+        """A view's aggregate over every document, from the memo or streamed from the store's `pages`
+        (a copy: the caller adds the page of documents to it)."""
+        try:
+            return dict(await self.memo.get(key, run, final, lambda: streamed(pages, view)))
+        finally:
+            await pages.aclose()
 
     async def _scored_page(
         self, run: RunRecord, prior: RunRecord | None, q: MetricsQuery
@@ -350,21 +353,33 @@ async def _doc_pages(
         after = rows[-1]["position"]
 
 
-async def streamed(
-    store: Store, run: RunRecord, prior: RunRecord | None, view: Callable[[Iterable[metrics.DocRecord]], T]
-) -> T:
+async def _digest_pages(
+    store: Store, run: RunRecord, prior: RunRecord | None
+) -> AsyncGenerator[list[metrics.DocDigest], None]:
+    """The summary's documents (score, prior score, digest) in pages of METRICS_PAGE: no record is
+    decoded, and the prior run is one read of its scores."""
+    priors = await store.scores.of_run(prior["id"]) if prior is not None else {}
+    after = -1
+    while True:
+        rows = await store.scores.digests(run["id"], after, METRICS_PAGE)
+        yield [metrics.DocDigest(float(r["score"]), priors.get(r["document_id"]), r["digest"]) for r in rows]
+        if len(rows) < METRICS_PAGE:
+            return
+        after = rows[-1]["position"]
+
+
+async def streamed(pages: AsyncGenerator[list[D], None], view: Callable[[Iterable[D]], T]) -> T:
     """Run a one-pass metrics view over every document without holding them all: the view runs in
     a worker thread and pulls one page at a time from the event loop. Memory stays at one page plus
     what the view itself returns, and the loop keeps serving while a 50,000-document view computes."""
-    pages = _doc_pages(store, run, prior)
 
-    async def next_page() -> list[metrics.DocRecord] | None:
+    async def next_page() -> list[D] | None:
         try:
             return await pages.__anext__()
         except StopAsyncIteration:
             return None
 
-    def records() -> Iterator[metrics.DocRecord]:
+    def records() -> Iterator[D]:
         while (page := anyio.from_thread.run(next_page)) is not None:
             yield from page
 

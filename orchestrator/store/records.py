@@ -110,6 +110,7 @@ class ChildFinish:
     score: float | None = None
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    digest: dict[str, Any] | None = None  # an experiment child's metrics digest (core.metrics.digest)
     artifact: dict[str, Any] | None = None  # {"id", "operation", "body"}
     started_at: str | None = None
     completed_at: str | None = None

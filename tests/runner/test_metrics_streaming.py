@@ -110,7 +110,7 @@ async def test_a_50000_document_summary_is_streamed(make_api: AppFactory) -> Non
 
     tracemalloc.start()
     try:
-        body = await routes.streamed(s.store, run, None, summary)
+        body = await routes.streamed(routes._doc_pages(s.store, run, None), summary)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -119,3 +119,53 @@ async def test_a_50000_document_summary_is_streamed(make_api: AppFactory) -> Non
     # What remains is the response itself (one small dict per document) and one page of records;
     # holding every record instead measured ~205 MB for these 50,000 documents.
     assert peak < 60e6
+
+
+async def test_the_summary_reads_digests_that_agree_with_the_records(make_api: AppFactory) -> None:
+    """Each completed experiment child carries its metrics digest, written by the group commit, and the
+    summary computed from digests equals the one computed from the whole records (both stores)."""
+    api = await make_api()
+    s = services(api)
+    wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
+    block = await add_block(api, wf, sim(disagreement=0.3))
+    exp = await experiment(api, wf, block, 17, n_consensus=5)
+    first = await experiment_run(api, exp)
+    await api.wait_run(first["id"])
+    run = await experiment_run(api, exp)
+    await api.wait_run(run["id"])
+    rows = await s.store.scores.digests(run["id"], -1, 100)
+    records = await s.store.children.records_for_documents(run["id"], [r["document_id"] for r in rows])
+    assert len(rows) == 17
+    assert all(r["digest"] == metrics.digest(records[r["document_id"]]) for r in rows)
+    assert all(r["digest"]["targets"] for r in rows)
+    body = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
+    stored = await s.store.runs.get(run["id"])
+    docs = [d async for page in routes._doc_pages(s.store, stored, await s.store.runs.get(first["id"])) for d in page]
+    whole = metrics.summary_view(
+        experiment_id=exp,
+        run_id=run["id"],
+        block_type="extract",
+        block_execution_fingerprint=None,
+        docs=docs,
+        total_document_count=17,
+        prior_run_id=first["id"],
+        include_prior=True,
+    )
+    assert body["prior_run_id"] == first["id"]
+    for key in ("score", "prior_score", "scored_document_count", "aggregate"):
+        assert body[key] == whole[key], key
+
+
+@pytest.mark.stores("sqlite")  # writes the SQLite file directly
+async def test_children_stored_before_digests_get_them_from_their_records(make_api: AppFactory) -> None:
+    api = await make_api()
+    s = services(api)
+    wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
+    block = await add_block(api, wf, sim(disagreement=0.3))
+    run = await experiment_run(api, await experiment(api, wf, block, 9, n_consensus=5))
+    await api.wait_run(run["id"])
+    with_digests = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
+    await db_of(s.store).write(lambda conn: conn.execute("UPDATE children SET digest_json = NULL"))
+    s.metrics.clear()
+    without = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
+    assert without == with_digests and without["aggregate"]["likelihoods"]

@@ -314,8 +314,9 @@ _START_SQL = (
 _FINISH_SQL = (
     "UPDATE children SET status = u.st, verdict = u.v, score = u.sc, error_json = u.e, result_json = u.r,"
     " artifact_id = u.a, started_at = coalesce(children.started_at, u.sa), completed_at = u.ca, attempt = u.at,"
-    " lease_owner = NULL, lease_expires = NULL FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[],"
-    " $5::text[], $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[]) AS u(st, v, sc, e, r, a, sa, ca, at, id)"
+    " lease_owner = NULL, lease_expires = NULL, digest_json = u.dg FROM unnest($1::text[], $2::text[], $3::float8[],"
+    " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[])"
+    " AS u(st, v, sc, e, r, a, sa, ca, at, id, dg)"
     " WHERE children.id = u.id"
 )
 _ARTIFACT_SQL = (
@@ -342,6 +343,7 @@ def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
         f.completed_at,
         int(f.attempt),
         f.child_id,
+        None if f.digest is None else dumps(f.digest),
     )
 
 

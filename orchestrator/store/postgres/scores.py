@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from orchestrator.store.postgres.db import Database
 from orchestrator.store.records import Row, ScoreCursor
+from orchestrator.store.sqlite.scores import with_digest
 
 _SELECT = (
     "SELECT c.document_id, coalesce(d.filename, '') AS filename, c.score, c.position"
@@ -33,5 +34,27 @@ class ScoreStore:
             " AND score IS NOT NULL AND document_id = ANY($2::text[])",
             run_id,
             document_ids,
+        )
+        return {r["document_id"]: float(r["score"]) for r in rows}
+
+    async def digests(self, run_id: str, after_position: int, limit: int) -> list[Row]:
+        """One page of a run's scored children in position order: position, document_id, score and
+        `digest` (core.metrics.digest), derived from the record where none was stored (older rows)."""
+        rows = await self.db.fetchall(
+            "SELECT position, document_id, score, digest_json AS digest,"
+            " CASE WHEN digest_json IS NULL THEN (result_json::json -> 'consensus')::text END AS record"
+            " FROM children WHERE run_id = $1 AND status = 'completed' AND score IS NOT NULL AND position > $2"
+            " ORDER BY position LIMIT $3",
+            run_id,
+            after_position,
+            limit,
+        )
+        return [with_digest(r) for r in rows]
+
+    async def of_run(self, run_id: str) -> dict[str, float]:
+        """document id → score of every scored child of `run_id` (the prior run's side of a summary)."""
+        rows = await self.db.fetchall(
+            "SELECT document_id, score FROM children WHERE run_id = $1 AND status = 'completed' AND score IS NOT NULL",
+            run_id,
         )
         return {r["document_id"]: float(r["score"]) for r in rows}

@@ -353,7 +353,7 @@ _FINISH_SQL = (
     "UPDATE children SET status = x.r ->> 0, verdict = x.r ->> 1, score = x.r ->> 2,"
     " error_json = nullif(x.r -> 3, 'null'), result_json = x.result, artifact_id = x.r ->> 4,"
     " started_at = coalesce(children.started_at, x.r ->> 5), completed_at = x.r ->> 6, attempt = x.r ->> 7,"
-    " lease_owner = NULL, lease_expires = NULL"
+    " lease_owner = NULL, lease_expires = NULL, digest_json = nullif(x.r -> 9, 'null')"
     f" FROM (SELECT j.value AS r, b.v AS result {_J} JOIN {BLOBS} AS b ON b.k = j.key) AS x"
     " WHERE children.id = x.r ->> 8"
 )
@@ -384,6 +384,7 @@ def _finish_row(f: ChildFinish) -> tuple[Any, ...]:
         f.completed_at,
         f.attempt,
         f.child_id,
+        f.digest,
     )
 
 

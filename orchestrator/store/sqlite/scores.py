@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from orchestrator.core import metrics
 from orchestrator.store.records import Row, ScoreCursor
 from orchestrator.store.sqlite.db import Database
+from orchestrator.store.sqlite.jsoncol import loads
 
 _SELECT = (
     "SELECT c.document_id, coalesce(d.filename, '') AS filename, c.score, c.position"
@@ -38,3 +40,30 @@ class ScoreStore:
             )
             out.update({r["document_id"]: float(r["score"]) for r in rows})
         return out
+
+    async def digests(self, run_id: str, after_position: int, limit: int) -> list[Row]:
+        """One page of a run's scored children in position order: position, document_id, score and
+        `digest` (core.metrics.digest), derived from the record where none was stored (older rows)."""
+        rows = await self.db.fetchall(
+            "SELECT position, document_id, score, digest_json AS digest,"
+            " CASE WHEN digest_json IS NULL THEN json_extract(result_json, '$.consensus') END AS record"
+            " FROM children WHERE run_id = ? AND status = 'completed' AND score IS NOT NULL AND position > ?"
+            " ORDER BY position LIMIT ?",
+            (run_id, after_position, limit),
+        )
+        return [with_digest(r) for r in rows]
+
+    async def of_run(self, run_id: str) -> dict[str, float]:
+        """document id → score of every scored child of `run_id` (the prior run's side of a summary)."""
+        rows = await self.db.fetchall(
+            "SELECT document_id, score FROM children WHERE run_id = ? AND status = 'completed' AND score IS NOT NULL",
+            (run_id,),
+        )
+        return {r["document_id"]: float(r["score"]) for r in rows}
+
+
+def with_digest(row: Row) -> Row:
+    """A `digests` row with its digest decoded, or derived from its `record` (both stores)."""
+    record = row.pop("record")
+    row["digest"] = loads(row["digest"]) if row["digest"] is not None else metrics.digest(loads(record))
+    return row
