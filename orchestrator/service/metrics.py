@@ -3,14 +3,17 @@ unless the run no longer describes its experiment (stale) or has nothing scored 
 
 Readers must not slow the run they read: a summary of a 20,000-document run cost 0.57 s of CPU, and 12
 readers polling it took run throughput to 0.46×. So a view's aggregate is computed once per finished run
-(kept in this process, a bounded number of runs), at most every `metrics_refresh_s` while the run is
-open (and no more often than DUTY times the last computation took, so a huge run's readers cost at most
-a tenth of a core), and by one request at a time (the others wait for its answer); and the lists of documents are
-pages (`limit`, `after`; the summary also `order_by=score`, worst first), read from the store per request.
+(kept in the store, and in this process for a bounded number of runs), at most every `metrics_refresh_s`
+while the run is open (and no more often than DUTY times the last computation took, so a huge run's
+readers cost at most a tenth of a core), and by one request at a time (the others wait for its answer);
+the summary's from each document's stored digest, never from the whole consensus records; and the lists
+of documents are pages (`limit`, `after`; the summary also `order_by=score`, worst first), read from the
+store per request.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
@@ -20,20 +23,25 @@ from typing import Any, Literal, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+import orjson
 
 from orchestrator.core import metrics
 from orchestrator.core.freshness import metrics_staleness
 from orchestrator.core.lifecycle import TERMINAL
-from orchestrator.errors import NotFound, Unprocessable
+from orchestrator.errors import NotFound, StorageFull, Unprocessable
 from orchestrator.service.base import Deps, UseCase
 from orchestrator.store import Store
 from orchestrator.store.records import RunRecord, ScoreCursor
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 D = TypeVar("D")
 View = Literal["summary", "by_document", "by_target", "votes"]
 METRICS_PAGE = 1000
 MEMO_RUNS = 128  # aggregates kept per process (each is O(targets), not O(documents))
+# Part of the name a finished run's aggregate is kept under in the store: raise it when what an
+# aggregate holds, or how it is computed, changes, so kept ones are computed again.
+AGGREGATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,8 @@ class MetricsService(UseCase):
         return hit[1]
 
     def clear(self) -> None:
-        """Forget every kept aggregate and answer (tests: compute again)."""
+        """Forget every aggregate and answer kept in this process (as a restart does; a finished run's
+        aggregate is then read from the store)."""
         self.memo.clear()
         self._answers.clear()
 
@@ -254,10 +263,29 @@ class MetricsService(UseCase):
         pages: AsyncGenerator[list[D], None],
         view: Callable[[Iterable[D]], dict[str, Any]],
     ) -> dict[str, Any]:
-        """A view's aggregate over every document, from the memo or streamed from the store's `pages`
-        (a copy: the caller adds the page of documents to it)."""
+        """A view's aggregate over every document, from the memo, from the store (a finished run's, kept
+        there once computed) or streamed from the store's `pages` (a copy: the caller adds the page of
+        documents to it)."""
+
+        async def compute() -> dict[str, Any]:
+            return await streamed(pages, view)
+
+        async def kept_or_computed() -> dict[str, Any]:
+            name = orjson.dumps([AGGREGATE_VERSION, *key]).decode()
+            kept = await self._store.scores.aggregate(run["id"], name)
+            if kept is not None:
+                return kept
+            body = await compute()
+            try:
+                await self._store.scores.keep_aggregate(run["id"], name, body)
+            except StorageFull:
+                pass  # the store already said so (one rate-limited line); kept in this process only
+            except Exception:  # keeping is a saving, never a reason to fail the answer
+                log.warning("the aggregate of run %s could not be kept", run["id"], exc_info=True)
+            return body
+
         try:
-            return dict(await self.memo.get(key, run, final, lambda: streamed(pages, view)))
+            return dict(await self.memo.get(key, run, final, kept_or_computed if final else compute))
         finally:
             await pages.aclose()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.service import metrics as routes
 from orchestrator.service.metrics import Memo, MetricsQuery
 from tests.api.test_support import assert_envelope, raw
 from tests.conftest import Api, AppFactory
@@ -48,6 +49,30 @@ async def test_a_finished_runs_metrics_are_computed_once(api: Api) -> None:
     for _ in range(5):
         await api.get(METRICS, params={"run_id": run["id"], "limit": 3}, expect=200)
     assert memo.computed == before + 1
+
+
+async def test_a_finished_runs_aggregate_is_kept_in_the_store(api: Api, monkeypatch: Any) -> None:
+    """A restarted API process (or another API node) reads a finished run's aggregate from the store
+    instead of streaming its documents again; a new AGGREGATE_VERSION computes it again."""
+    run = await finished_run(api)
+    streams = 0
+    real = routes.streamed
+
+    async def counting(*args: Any) -> Any:
+        nonlocal streams
+        streams += 1
+        return await real(*args)
+
+    monkeypatch.setattr(routes, "streamed", counting)
+    first = await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+    assert streams == 1
+    services(api).metrics.clear()  # what a restart forgets
+    again = await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+    assert again == first and streams == 1, "read from the store, not streamed again"
+    services(api).metrics.clear()
+    monkeypatch.setattr(routes, "AGGREGATE_VERSION", routes.AGGREGATE_VERSION + 1)
+    recomputed = await api.get(METRICS, params={"run_id": run["id"]}, expect=200)
+    assert recomputed == first and streams == 2
 
 
 async def test_open_runs_are_recomputed_at_most_every_refresh(make_api: AppFactory) -> None:

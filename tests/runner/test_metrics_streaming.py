@@ -77,7 +77,8 @@ async def test_metrics_pages_agree_with_a_whole_computation(make_api: AppFactory
     await api.wait_run(run["id"])
     whole = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
     monkeypatch.setattr(routes, "METRICS_PAGE", 4)  # 6 pages, the last one short
-    services(api).metrics.clear()  # computed again, in pages
+    services(api).metrics.clear()  # computed again, in pages (not read from the store: a new version)
+    monkeypatch.setattr(routes, "AGGREGATE_VERSION", routes.AGGREGATE_VERSION + 1)
     paged = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
     assert paged == whole
     assert len(paged["documents"]) == 23 and paged["aggregate"]["likelihoods"]
@@ -157,7 +158,9 @@ async def test_the_summary_reads_digests_that_agree_with_the_records(make_api: A
 
 
 @pytest.mark.stores("sqlite")  # writes the SQLite file directly
-async def test_children_stored_before_digests_get_them_from_their_records(make_api: AppFactory) -> None:
+async def test_children_stored_before_digests_get_them_from_their_records(
+    make_api: AppFactory, monkeypatch: Any
+) -> None:
     api = await make_api()
     s = services(api)
     wf = (await api.post("/v1/workflows", {"name": "wf"}, expect=201))["id"]
@@ -167,5 +170,6 @@ async def test_children_stored_before_digests_get_them_from_their_records(make_a
     with_digests = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
     await db_of(s.store).write(lambda conn: conn.execute("UPDATE children SET digest_json = NULL"))
     s.metrics.clear()
+    monkeypatch.setattr(routes, "AGGREGATE_VERSION", routes.AGGREGATE_VERSION + 1)
     without = await api.get("/v1/workflows/experiments/metrics", params={"run_id": run["id"]}, expect=200)
     assert without == with_digests and without["aggregate"]["likelihoods"]

@@ -34,6 +34,7 @@ TABLES = (
     "experiment_documents",
     "runs",
     "children",
+    "run_aggregates",
     "artifacts",
     "events",
     "workers",
@@ -124,7 +125,12 @@ async def _copy(conn: Any, src: sqlite3.Connection, say: Callable[[str], None]) 
             chunks += len(pieces)
     say(f"file bytes: {chunks} chunk(s)")
     for table in TABLES:
-        if table not in ("events", "workers", "pass_cache"):  # numbered by `n`: new rows continue after the copied ones
+        if table not in (
+            "events",
+            "workers",
+            "pass_cache",
+            "run_aggregates",
+        ):  # numbered by `n`: new rows continue after the copied ones
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'n'), coalesce((SELECT max(n) FROM {table}), 0) + 1,"
                 " false)"

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
-from orchestrator.store.postgres.db import Database
+from typing import Any
+
+from orchestrator.ids import now_iso
+from orchestrator.store.postgres.db import Conn, Database
 from orchestrator.store.records import Row, ScoreCursor
+from orchestrator.store.sqlite.jsoncol import dumps, loads
 from orchestrator.store.sqlite.scores import with_digest
 
 _SELECT = (
@@ -58,3 +62,21 @@ class ScoreStore:
             run_id,
         )
         return {r["document_id"]: float(r["score"]) for r in rows}
+
+    async def aggregate(self, run_id: str, key: str) -> dict[str, Any] | None:
+        """The kept aggregate `key` of a finished run, or None."""
+        row = await self.db.fetchone("SELECT body_json FROM run_aggregates WHERE run_id = $1 AND key = $2", run_id, key)
+        return None if row is None else dict(loads(row["body_json"]))
+
+    async def keep_aggregate(self, run_id: str, key: str, body: dict[str, Any]) -> None:
+        """Keep a finished run's aggregate (the first one kept stands: it is the same computation)."""
+        args = (run_id, key, dumps(body), now_iso())
+
+        async def insert(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO run_aggregates(run_id, key, body_json, created_at) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                *args,
+            )
+
+        await self.db.write(insert)

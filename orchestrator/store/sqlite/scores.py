@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.core import metrics
+from orchestrator.ids import now_iso
 from orchestrator.store.records import Row, ScoreCursor
 from orchestrator.store.sqlite.db import Database
-from orchestrator.store.sqlite.jsoncol import loads
+from orchestrator.store.sqlite.jsoncol import dumps, loads
 
 _SELECT = (
     "SELECT c.document_id, coalesce(d.filename, '') AS filename, c.score, c.position"
@@ -60,6 +63,22 @@ class ScoreStore:
             (run_id,),
         )
         return {r["document_id"]: float(r["score"]) for r in rows}
+
+    async def aggregate(self, run_id: str, key: str) -> dict[str, Any] | None:
+        """The kept aggregate `key` of a finished run, or None."""
+        row = await self.db.fetchone("SELECT body_json FROM run_aggregates WHERE run_id = ? AND key = ?", (run_id, key))
+        return None if row is None else dict(loads(row["body_json"]))
+
+    async def keep_aggregate(self, run_id: str, key: str, body: dict[str, Any]) -> None:
+        """Keep a finished run's aggregate (the first one kept stands: it is the same computation)."""
+        args = (run_id, key, dumps(body), now_iso())
+        await self.db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO run_aggregates(run_id, key, body_json, created_at) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
+                args,
+            )
+        )
 
 
 def with_digest(row: Row) -> Row:
