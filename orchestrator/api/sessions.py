@@ -6,8 +6,9 @@ open tab stays signed in and its feeds reconnect by themselves. The secret is
 * for a PostgreSQL store (several API nodes, several machines) or `:memory:`, derived from the first
   API key, which every node already shares: a cookie from one node is valid on every other.
 
-A sign-in link carries its own issue time and nonce: it works once (each API process remembers the
-nonces it traded until they expire) and only within `signin_ttl_s` of being made; `serve` prints a
+A sign-in link carries its own issue time and nonce: it works once (its nonce is spent in the store,
+so neither another API node nor this one after a restart takes it again) and only within `signin_ttl_s`
+of being made; `serve` prints a
 fresh one at every start and `POST /v1/session/link` (API key only) makes another. A session lasts
 `session_ttl_h`. Deleting the secret (or changing the first key, without a secret file) signs every
 browser out. The API key itself never reaches the page.
@@ -20,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from orchestrator.settings import Settings
@@ -28,6 +29,7 @@ from orchestrator.settings import Settings
 SESSION_MAX_AGE_S = 7 * 24 * 3600  # the default of the `session_ttl_h` setting
 SIGNIN_TTL_S = 900.0  # the default of `signin_ttl_s`
 _DERIVE = b"orchestrator browser sessions v1"
+Spend = Callable[[str, float], Awaitable[bool]]  # (nonce, expires_at epoch s) → spent now (False: before)
 
 
 def secret_file(settings: Settings) -> Path | None:
@@ -95,8 +97,10 @@ class Sessions:
         """A new sign-in token, valid once within `signin_ttl_s`."""
         return _signed(self._secret, "login", int(self._clock()), secrets.token_urlsafe(12))
 
-    def exchange(self, token: str) -> str | None:
-        """A valid, unexpired, unused sign-in token → a signed session for the cookie; anything else → None."""
+    async def exchange(self, token: str, spend: Spend | None = None) -> str | None:
+        """A valid, unexpired, unused sign-in token → a signed session for the cookie; anything else → None.
+        `spend(nonce, expires_at)` spends the link in the store (False: spent already, by another API node
+        or by this one before a restart); without it, only this process remembers."""
         now = self._clock()
         self._used = {n: exp for n, exp in self._used.items() if exp >= now}
         found = _verify(self._secret, "login", token) if token else None
@@ -106,6 +110,8 @@ class Sessions:
         if not 0 <= now - issued <= self.signin_ttl_s or nonce in self._used:
             return None
         self._used[nonce] = issued + self.signin_ttl_s
+        if spend is not None and not await spend(nonce, issued + self.signin_ttl_s):
+            return None
         return _signed(self._secret, "session", int(now), secrets.token_urlsafe(12))
 
     def key_for(self, session_id: str) -> str | None:

@@ -141,6 +141,10 @@ class RunRepo(Protocol):
     async def statuses(self, run_ids: Sequence[str]) -> dict[str, str]: ...
 
 
+class SigninRepo(Protocol):
+    async def spend(self, nonce: str, expires_at: float) -> bool: ...
+
+
 class WorkerRepo(Protocol):
     async def register(self, worker_id: str, *, host: str, pid: int, capacity: int) -> None: ...
     async def heartbeat(self, worker_id: str, *, lease_s: float, stale_s: float, capacity: int) -> list[str]: ...
@@ -229,6 +233,7 @@ class Store(Protocol):
     workers: WorkerRepo
     cache: CacheRepo
     scores: ScoreRepo
+    signins: SigninRepo
     signals: Signals
 
     @property

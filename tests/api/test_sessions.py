@@ -19,7 +19,7 @@ def sqlite(tmp_path: Path, key: str = "k1") -> Settings:
     return Settings(db=str(tmp_path / "o.db"), api_key=key)
 
 
-def test_the_secret_is_kept_beside_the_database(tmp_path: Path) -> None:
+async def test_the_secret_is_kept_beside_the_database(tmp_path: Path) -> None:
     settings = sqlite(tmp_path)
     first = session_secret(settings)
     path = secret_file(settings)
@@ -28,23 +28,23 @@ def test_the_secret_is_kept_beside_the_database(tmp_path: Path) -> None:
     assert session_secret(settings) == first, "read back, not made anew"
     a, b = Sessions("k1", first), Sessions("k1", session_secret(settings))  # two starts of the server
     assert a.create_login_token() != a.create_login_token(), "every link is new"
-    assert b.exchange(a.create_login_token()), "a link made before a restart works after it"
-    cookie = a.exchange(a.create_login_token())
+    assert await b.exchange(a.create_login_token()), "a link made before a restart works after it"
+    cookie = await a.exchange(a.create_login_token())
     assert cookie and b.key_for(cookie) == "k1", "an open tab stays signed in"
     path.unlink()  # rotating the secret signs everyone out and voids every link
     c = Sessions("k1", session_secret(settings))
-    assert c.key_for(cookie) is None and c.exchange(a.create_login_token()) is None
+    assert c.key_for(cookie) is None and await c.exchange(a.create_login_token()) is None
 
 
 @pytest.mark.parametrize("db", ["postgresql://u:p@db.example:5432/orch", ":memory:"])
-def test_without_a_local_database_the_secret_derives_from_the_api_key(tmp_path: Path, db: str) -> None:
+async def test_without_a_local_database_the_secret_derives_from_the_api_key(tmp_path: Path, db: str) -> None:
     """Several API nodes on several machines share the key, hence the secret: no file anywhere."""
     node_a = Settings(db=db, api_key="shared,second")
     node_b = Settings(db=db, api_key="shared")
     assert secret_file(node_a) is None
     assert session_secret(node_a) == session_secret(node_b)
     assert session_secret(Settings(db=db, api_key="rotated")) != session_secret(node_a)
-    cookie = Sessions("shared", session_secret(node_a)).exchange(
+    cookie = await Sessions("shared", session_secret(node_a)).exchange(
         Sessions("shared", session_secret(node_b)).create_login_token()
     )
     assert cookie and Sessions("shared", session_secret(node_b)).key_for(cookie) == "shared"
@@ -52,16 +52,16 @@ def test_without_a_local_database_the_secret_derives_from_the_api_key(tmp_path: 
     assert "o.db.secret is deleted" in _link_note(sqlite(tmp_path))
 
 
-def test_forged_tampered_and_expired_cookies_are_refused() -> None:
+async def test_forged_tampered_and_expired_cookies_are_refused() -> None:
     now = [1_000_000.0]
     s = Sessions("k", b"secret", clock=lambda: now[0])
-    cookie = s.exchange(s.create_login_token())
+    cookie = await s.exchange(s.create_login_token())
     assert cookie and s.key_for(cookie) == "k"
     issued, nonce, mac = cookie.split(".")
     for bad in ("", "forged", f"{issued}.{nonce}.{mac[:-1]}x", f"{int(issued) + 1}.{nonce}.{mac}", f"{issued}.{nonce}"):
         assert s.key_for(bad) is None, bad
     assert Sessions("k", b"other").key_for(cookie) is None
-    assert s.exchange("wrong") is None and s.exchange("") is None
+    assert await s.exchange("wrong") is None and await s.exchange("") is None
     now[0] += SESSION_MAX_AGE_S + 1
     assert s.key_for(cookie) is None, "a cookie lasts 30 days"
 
@@ -86,3 +86,8 @@ async def test_a_cookie_from_before_a_restart_still_signs_in(make_api: AppFactor
     assert (await second.client.get(f"/?token={fresh}", allow_redirects=False)).headers["Location"] == "/"
     again = await second.client.get(f"/?token={fresh}", allow_redirects=False)
     assert again.headers["Location"] == "/#/signin-failed", "a link works once"
+    await second.client.close()
+
+    third = await make_api()  # another restart: the link was spent in the store, not only in memory
+    spent = await third.client.get(f"/?token={fresh}", allow_redirects=False)
+    assert spent.headers["Location"] == "/#/signin-failed", "a link works once, across restarts"

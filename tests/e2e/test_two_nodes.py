@@ -3,7 +3,8 @@
 Node A serves the API only; node B serves the API with one worker process; a third process is a lone
 `orchestrator worker`. A document is uploaded through A with its bytes PUT through B; a run created on
 A is executed by the workers; a subscriber on A sees the events B's workers commit, and resumes on B
-with `Last-Event-ID`, getting exactly the rest."""
+with `Last-Event-ID`, getting exactly the rest. The finished run's metrics agree on both nodes, and a
+sign-in link traded on one is refused on the other."""
 
 from __future__ import annotations
 
@@ -122,6 +123,19 @@ async def test_a_subscriber_on_one_node_follows_workers_of_another_and_resumes_o
             results = await a.request("GET", "/v1/workflows/experiments/results", params={"run_id": run_id})
             by_doc = [r for r in results["data"] if r["document_id"] and r["lifecycle"]["status"] != "completed"]
             assert by_doc == [], "every document completed, the uploaded file's too"
+            # The finished run's metrics, computed on A, are the same on B; a sign-in link works on one
+            # node only once, whichever node trades it.
+            metrics = "/v1/workflows/experiments/metrics"
+            on_a = await a.request("GET", metrics, params={"run_id": run_id})
+            async with Client(b_url, KEY) as b:
+                assert await b.request("GET", metrics, params={"run_id": run_id}) == on_a
+            link = await a.request("POST", "/v1/session/link", json={})
+            signin = "/" + link["url"].split("/", 3)[3]
+            async with aiohttp.ClientSession() as http:
+                async with http.get(b_url + signin, allow_redirects=False) as resp:
+                    assert resp.status == 303 and resp.headers["Location"] == "/"
+                async with http.get(a_url + signin, allow_redirects=False) as resp:
+                    assert resp.headers["Location"] == "/#/signin-failed", "spent on B: refused on A"
     finally:
         if lone is not None:
             lone.terminate()

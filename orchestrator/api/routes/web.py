@@ -11,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 
 from orchestrator.api.http import json_response
-from orchestrator.api.keys import BASE, BY_COOKIE, SESSIONS, SETTINGS
+from orchestrator.api.keys import BASE, BY_COOKIE, SESSIONS, SETTINGS, services
 from orchestrator.api.middleware import COOKIE
 from orchestrator.errors import Forbidden
 
@@ -100,7 +100,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     if token is None:
         return _file(request, "index.html")
     sessions = request.app[SESSIONS]
-    sid = sessions.exchange(token)
+    sid = await sessions.exchange(token, services(request).store.signins.spend)
     # Redirecting drops the token from the address bar (and from the history).
     response = web.HTTPSeeOther("/" if sid else "/#/signin-failed", headers={"Referrer-Policy": "no-referrer"})
     if sid:

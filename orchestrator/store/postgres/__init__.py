@@ -19,6 +19,7 @@ from orchestrator.store.interface import (
     RunRepo,
     ScoreRepo,
     Signals,
+    SigninRepo,
     WorkerRepo,
     WorkflowRepo,
 )
@@ -32,6 +33,7 @@ from orchestrator.store.postgres.files import FileStore
 from orchestrator.store.postgres.runs import RunStore
 from orchestrator.store.postgres.scores import ScoreStore
 from orchestrator.store.postgres.signals import PgSignals
+from orchestrator.store.postgres.signins import SigninStore
 from orchestrator.store.postgres.workers import WorkerStore
 from orchestrator.store.postgres.workflows import WorkflowStore
 from orchestrator.store.records import Broker
@@ -54,6 +56,7 @@ class PostgresStore:
         self.events: EventRepo = EventStore(self.db)
         self.workers: WorkerRepo = WorkerStore(self.db)
         self.scores: ScoreRepo = ScoreStore(self.db)
+        self.signins: SigninRepo = SigninStore(self.db)
         self.cache: CacheRepo = CacheStore(self.db)
         self._signals = PgSignals(url)
         self.signals: Signals = self._signals

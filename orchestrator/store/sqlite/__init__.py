@@ -12,6 +12,7 @@ from orchestrator.store.interface import (
     RunRepo,
     ScoreRepo,
     Signals,
+    SigninRepo,
     WorkerRepo,
     WorkflowRepo,
 )
@@ -26,6 +27,7 @@ from orchestrator.store.sqlite.files import FileStore
 from orchestrator.store.sqlite.runs import RunStore
 from orchestrator.store.sqlite.scores import ScoreStore
 from orchestrator.store.sqlite.signals import Signals as SqliteSignals
+from orchestrator.store.sqlite.signins import SigninStore
 from orchestrator.store.sqlite.workers import WorkerStore
 from orchestrator.store.sqlite.workflows import WorkflowStore
 
@@ -49,6 +51,7 @@ class SqliteStore:
         self.events: EventRepo = EventStore(self.db)
         self.workers: WorkerRepo = WorkerStore(self.db)
         self.scores: ScoreRepo = ScoreStore(self.db)
+        self.signins: SigninRepo = SigninStore(self.db)
         self.cache: CacheRepo = CacheStore(self.db)
         self._signals = SqliteSignals(path)
         self.signals: Signals = self._signals

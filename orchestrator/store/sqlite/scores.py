@@ -84,5 +84,8 @@ class ScoreStore:
 def with_digest(row: Row) -> Row:
     """A `digests` row with its digest decoded, or derived from its `record` (both stores)."""
     record = row.pop("record")
-    row["digest"] = loads(row["digest"]) if row["digest"] is not None else metrics.digest(loads(record))
+    if row["digest"] is not None:
+        row["digest"] = loads(row["digest"])
+    else:  # written before digests were stored (or with no record at all: nothing to count)
+        row["digest"] = metrics.digest(loads(record)) if record is not None else {}
     return row

@@ -3,6 +3,7 @@ documents page by position or worst first, with prior scores by document."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -41,7 +42,9 @@ async def test_uploads_never_completed_are_purged_after_their_session(store: Sto
     assert (await store.files.get(alive["id"], include_pending=True))["id"] == alive["id"]
 
 
-async def scored_run(store: Store, scores: list[float], run_id: str) -> list[str]:
+async def scored_run(
+    store: Store, scores: list[float], run_id: str, digests: list[dict[str, Any] | None] | None = None
+) -> list[str]:
     """An experiment run whose documents finished with `scores`; → the document ids in position order."""
     wf = await store.workflows.create_workflow(name="wf", description="", project_id=None)
     exp = await store.experiments.create(
@@ -65,7 +68,14 @@ async def scored_run(store: Store, scores: list[float], run_id: str) -> list[str
     await store.runs.create_run(run, experiment_id=exp["id"])
     claimed = sorted(await store.children.claim(run_id, len(scores)), key=lambda c: c["position"])
     finishes = [
-        ChildFinish(child_id=c["id"], run_id=run_id, status="completed", completed_at=TS, score=scores[i])
+        ChildFinish(
+            child_id=c["id"],
+            run_id=run_id,
+            status="completed",
+            completed_at=TS,
+            score=scores[i],
+            digest=digests[i] if digests else None,
+        )
         for i, c in enumerate(claimed)
     ]
     await store.children.apply([], finishes)
@@ -106,3 +116,32 @@ async def test_an_expired_upload_is_kept_an_hour_so_its_url_answers_410_first(st
     assert await purge_uploads(store, now() + timedelta(hours=1, minutes=1)) == 1
     with pytest.raises(NotFound):
         await store.files.get(up["id"], include_pending=True)
+
+
+async def test_digests_prior_scores_and_kept_aggregates(store: Store) -> None:
+    """The summary's inputs: each scored child's digest in position order (derived from its record when
+    none was stored), every score of a run by document, and a finished run's aggregate kept once."""
+    scores = [0.5, 0.25, 1.0]
+    run_id = "exprun_digests"
+    digests: list[dict[str, Any] | None] = [{"targets": {"a": 0.5}}, {"units": [["x", ["x", "y"]]]}, None]
+    docs = await scored_run(store, scores, run_id, digests)
+    rows = await store.scores.digests(run_id, -1, 10)
+    assert [r["document_id"] for r in rows] == docs
+    assert [r["digest"] for r in rows] == [digests[0], digests[1], {}], "no digest and no record: empty"
+    assert await store.scores.of_run(run_id) == dict(zip(docs, scores, strict=True))
+    assert [r["document_id"] for r in await store.scores.digests(run_id, rows[0]["position"], 1)] == [docs[1]]
+    assert await store.scores.aggregate(run_id, "k") is None
+    await store.scores.keep_aggregate(run_id, "k", {"score": 0.5, "aggregate": {"likelihoods": {"a": 1.0}}})
+    await store.scores.keep_aggregate(run_id, "k", {"score": 0.9})  # the first one kept stands
+    assert await store.scores.aggregate(run_id, "k") == {"score": 0.5, "aggregate": {"likelihoods": {"a": 1.0}}}
+    assert await store.scores.aggregate(run_id, "other") is None
+
+
+async def test_a_sign_in_link_is_spent_once_until_it_expires(store: Store) -> None:
+    later = time.time() + 600
+    assert await store.signins.spend("nonce-a", later) is True
+    assert await store.signins.spend("nonce-a", later) is False, "spent: refused on every node"
+    assert await store.signins.spend("nonce-b", later) is True
+    assert await store.signins.spend("nonce-old", time.time() - 1) is True
+    assert await store.signins.spend("nonce-c", later) is True  # purges what has expired
+    assert await store.signins.spend("nonce-old", later) is True, "an expired nonce is forgotten"
