@@ -71,7 +71,12 @@ class DocDigest:
 def digest(record: ConsensusRecord) -> Digest:
     if record["block_type"] in _LABEL_TYPES:
         return {"units": _label_units(record)}
-    return {"targets": {target: score for target, (score, _value) in _doc_targets(record).items()}}
+    # The scores of `_doc_targets`, without building the values (this runs once per child, in the worker).
+    grouped: dict[str, list[float]] = {}
+    for row in record["rows"]:
+        if row["path"] is not None:
+            grouped.setdefault(row["target"], []).append(row["score"])
+    return {"targets": {t: s[0] if len(s) == 1 else math.fsum(s) / len(s) for t, s in grouped.items()}}
 
 
 def _label_units(record: ConsensusRecord) -> list[list[Any]]:

@@ -11,6 +11,7 @@ from orchestrator.core.metrics import (
     DocRecord,
     by_document_view,
     by_target_view,
+    digest,
     run_score,
     summary_view,
     votes_view,
@@ -266,3 +267,30 @@ def test_votes_view_classifier_by_category() -> None:
     view = votes_view(run_id="r", doc=classifier_doc("d", ["a", "b", "a"]), target="a", include_prior=True)
     assert [r["votes"] for r in view["rows"]] == [["a", "b", "a"]]
     assert view["score"] == pytest.approx(2 / 3)
+
+
+def test_a_digest_holds_what_the_summary_needs_of_a_record() -> None:
+    """Extract: each target's score, as by_document computes it (mean of its consensus rows; dissent rows
+    left out); classifier and split: their label units. Split pages in page order, not text order."""
+    items3 = [*ITEMS, {"sku": "C", "unit_price": 3.0}]
+    record = reduce_passes(
+        "extract",
+        [
+            {"total": 10, "vendor": "Acme", "line_items": items3},
+            {"total": 12, "vendor": "Acme", "line_items": ITEMS},
+            {"total": 10, "vendor": "Acme Ltd", "line_items": [{"sku": "B", "unit_price": 2.5}]},
+        ],
+    )
+    expected = {
+        t["path"]: t["score"]
+        for t in by_document_view(run_id="r", doc=DocRecord("d", "d", record), include_prior=False)["targets"]
+    }
+    assert digest(record) == {"targets": expected} and len(expected) >= 4
+    assert digest(classifier_doc("c", ["inv", "inv", "po"]).record) == {"units": [["inv", ["inv", "inv", "po"]]]}  # type: ignore[arg-type]
+    pages = {
+        "10": {"consensus": "a", "votes": ["a", "b"]},
+        "2": {"consensus": "b", "votes": ["b"]},
+        "1": {"consensus": "c"},
+    }
+    split = {"block_type": "split", "rows": [], "labels": {"pages": pages}, "score": 1.0, "value": None}
+    assert digest(split) == {"units": [["c", []], ["b", ["b"]], ["a", ["a", "b"]]]}  # type: ignore[arg-type]
