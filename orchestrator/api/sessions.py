@@ -8,10 +8,9 @@ open tab stays signed in and its feeds reconnect by themselves. The secret is
 
 A sign-in link carries its own issue time and nonce: it works once (its nonce is spent in the store,
 so neither another API node nor this one after a restart takes it again) and only within `signin_ttl_s`
-of being made; `serve` prints a
-fresh one at every start and `POST /v1/session/link` (API key only) makes another. A session lasts
-`session_ttl_h`. Deleting the secret (or changing the first key, without a secret file) signs every
-browser out. The API key itself never reaches the page.
+of being made; `serve` prints a fresh one at every start and `POST /v1/session/link` (API key only)
+makes another. A session lasts `session_ttl_h`. Deleting the secret (or changing the first key, without
+a secret file) signs every browser out. The API key itself never reaches the page.
 """
 
 from __future__ import annotations

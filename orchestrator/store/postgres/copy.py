@@ -40,6 +40,8 @@ TABLES = (
     "workers",
     "pass_cache",
 )
+UNNUMBERED = ("events", "workers", "pass_cache", "run_aggregates")  # tables without an `n` sequence
+# Not copied: `signin_nonces` (spent sign-in links; a link lives 15 minutes).
 PAGE = 2000
 _CASTS: dict[str, Callable[[Any], Any]] = {
     "double precision": float,
@@ -125,12 +127,7 @@ async def _copy(conn: Any, src: sqlite3.Connection, say: Callable[[str], None]) 
             chunks += len(pieces)
     say(f"file bytes: {chunks} chunk(s)")
     for table in TABLES:
-        if table not in (
-            "events",
-            "workers",
-            "pass_cache",
-            "run_aggregates",
-        ):  # numbered by `n`: new rows continue after the copied ones
+        if table not in UNNUMBERED:  # numbered by `n`: new rows continue after the copied ones
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'n'), coalesce((SELECT max(n) FROM {table}), 0) + 1,"
                 " false)"
