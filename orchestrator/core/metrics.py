@@ -235,8 +235,9 @@ def summary_view(
     include_prior: bool,
     list_documents: bool = True,
 ) -> dict[str, Any]:
-    """One pass over ``docs``; besides the returned documents list, memory is O(#targets/labels). Without
-    ``list_documents`` the list is left empty: the aggregate alone, whatever the number of documents."""
+    """The summary over whole records, in one pass over ``docs``; besides the returned documents list,
+    memory is O(#targets/labels). Without ``list_documents`` the list is left empty. The server computes
+    the same aggregate from stored digests (`summary_of_digests`) and pages its documents from the store."""
     documents: list[dict[str, Any]] = []
 
     def digests() -> Iterator[DocDigest]:

@@ -31,7 +31,7 @@ from orchestrator.core.lifecycle import TERMINAL
 from orchestrator.errors import NotFound, StorageFull, Unprocessable
 from orchestrator.service.base import Deps, UseCase
 from orchestrator.store import Store
-from orchestrator.store.records import RunRecord, ScoreCursor
+from orchestrator.store.records import Row, RunRecord, ScoreCursor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -390,10 +390,18 @@ async def _digest_pages(
     after = -1
     while True:
         rows = await store.scores.digests(run["id"], after, METRICS_PAGE)
-        yield [metrics.DocDigest(float(r["score"]), priors.get(r["document_id"]), r["digest"]) for r in rows]
+        yield [metrics.DocDigest(float(r["score"]), priors.get(r["document_id"]), _digest_of(r)) for r in rows]
         if len(rows) < METRICS_PAGE:
             return
         after = rows[-1]["position"]
+
+
+def _digest_of(row: Row) -> metrics.Digest:
+    """The stored digest, or for a child written before digests were stored, derived from its record
+    (none at all: nothing to count)."""
+    if row["digest"] is not None:
+        return dict(row["digest"])
+    return metrics.digest(row["record"]) if row["record"] is not None else {}
 
 
 async def streamed(pages: AsyncGenerator[list[D], None], view: Callable[[Iterable[D]], T]) -> T:

@@ -9,7 +9,7 @@ from orchestrator.ids import now_iso
 from orchestrator.store.postgres.db import Conn, Database
 from orchestrator.store.records import Row, ScoreCursor
 from orchestrator.store.sqlite.jsoncol import dumps, loads
-from orchestrator.store.sqlite.scores import with_digest
+from orchestrator.store.sqlite.scores import decode_digest
 
 _SELECT = (
     "SELECT c.document_id, coalesce(d.filename, '') AS filename, c.score, c.position"
@@ -42,8 +42,8 @@ class ScoreStore:
         return {r["document_id"]: float(r["score"]) for r in rows}
 
     async def digests(self, run_id: str, after_position: int, limit: int) -> list[Row]:
-        """One page of a run's scored children in position order: position, document_id, score and
-        `digest` (core.metrics.digest), derived from the record where none was stored (older rows)."""
+        """One page of a run's scored children in position order: position, document_id, score, the
+        stored `digest` (core.metrics.digest) and, only where none was stored (older rows), the `record`."""
         rows = await self.db.fetchall(
             "SELECT position, document_id, score, digest_json AS digest,"
             " CASE WHEN digest_json IS NULL THEN (result_json::json -> 'consensus')::text END AS record"
@@ -53,7 +53,7 @@ class ScoreStore:
             after_position,
             limit,
         )
-        return [with_digest(r) for r in rows]
+        return [decode_digest(r) for r in rows]
 
     async def of_run(self, run_id: str) -> dict[str, float]:
         """document id → score of every scored child of `run_id` (the prior run's side of a summary)."""

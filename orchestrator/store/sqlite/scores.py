@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.core import metrics
 from orchestrator.ids import now_iso
 from orchestrator.store.records import Row, ScoreCursor
 from orchestrator.store.sqlite.db import Database
@@ -45,8 +44,8 @@ class ScoreStore:
         return out
 
     async def digests(self, run_id: str, after_position: int, limit: int) -> list[Row]:
-        """One page of a run's scored children in position order: position, document_id, score and
-        `digest` (core.metrics.digest), derived from the record where none was stored (older rows)."""
+        """One page of a run's scored children in position order: position, document_id, score, the
+        stored `digest` (core.metrics.digest) and, only where none was stored (older rows), the `record`."""
         rows = await self.db.fetchall(
             "SELECT position, document_id, score, digest_json AS digest,"
             " CASE WHEN digest_json IS NULL THEN json_extract(result_json, '$.consensus') END AS record"
@@ -54,7 +53,7 @@ class ScoreStore:
             " ORDER BY position LIMIT ?",
             (run_id, after_position, limit),
         )
-        return [with_digest(r) for r in rows]
+        return [decode_digest(r) for r in rows]
 
     async def of_run(self, run_id: str) -> dict[str, float]:
         """document id → score of every scored child of `run_id` (the prior run's side of a summary)."""
@@ -81,11 +80,7 @@ class ScoreStore:
         )
 
 
-def with_digest(row: Row) -> Row:
-    """A `digests` row with its digest decoded, or derived from its `record` (both stores)."""
-    record = row.pop("record")
-    if row["digest"] is not None:
-        row["digest"] = loads(row["digest"])
-    else:  # written before digests were stored (or with no record at all: nothing to count)
-        row["digest"] = metrics.digest(loads(record)) if record is not None else {}
+def decode_digest(row: Row) -> Row:
+    """A `digests` row with its JSON columns decoded (both stores)."""
+    row["digest"], row["record"] = loads(row["digest"]), loads(row["record"])
     return row

@@ -43,7 +43,11 @@ async def test_uploads_never_completed_are_purged_after_their_session(store: Sto
 
 
 async def scored_run(
-    store: Store, scores: list[float], run_id: str, digests: list[dict[str, Any] | None] | None = None
+    store: Store,
+    scores: list[float],
+    run_id: str,
+    digests: list[dict[str, Any] | None] | None = None,
+    results: list[dict[str, Any] | None] | None = None,
 ) -> list[str]:
     """An experiment run whose documents finished with `scores`; → the document ids in position order."""
     wf = await store.workflows.create_workflow(name="wf", description="", project_id=None)
@@ -75,6 +79,7 @@ async def scored_run(
             completed_at=TS,
             score=scores[i],
             digest=digests[i] if digests else None,
+            result=results[i] if results else None,
         )
         for i, c in enumerate(claimed)
     ]
@@ -121,13 +126,16 @@ async def test_an_expired_upload_is_kept_an_hour_so_its_url_answers_410_first(st
 async def test_digests_prior_scores_and_kept_aggregates(store: Store) -> None:
     """The summary's inputs: each scored child's digest in position order (derived from its record when
     none was stored), every score of a run by document, and a finished run's aggregate kept once."""
-    scores = [0.5, 0.25, 1.0]
+    scores = [0.5, 0.25, 1.0, 0.75]
     run_id = "exprun_digests"
-    digests: list[dict[str, Any] | None] = [{"targets": {"a": 0.5}}, {"units": [["x", ["x", "y"]]]}, None]
-    docs = await scored_run(store, scores, run_id, digests)
+    digests: list[dict[str, Any] | None] = [{"targets": {"a": 0.5}}, {"units": [["x", ["x", "y"]]]}, None, None]
+    record = {"block_type": "extract", "score": 0.75, "rows": []}
+    results: list[dict[str, Any] | None] = [{"consensus": {"score": 0.5}}, None, None, {"consensus": record}]
+    docs = await scored_run(store, scores, run_id, digests, results)
     rows = await store.scores.digests(run_id, -1, 10)
     assert [r["document_id"] for r in rows] == docs
-    assert [r["digest"] for r in rows] == [digests[0], digests[1], {}], "no digest and no record: empty"
+    assert [r["digest"] for r in rows] == digests
+    assert [r["record"] for r in rows] == [None, None, None, record], "the record only where no digest was stored"
     assert await store.scores.of_run(run_id) == dict(zip(docs, scores, strict=True))
     assert [r["document_id"] for r in await store.scores.digests(run_id, rows[0]["position"], 1)] == [docs[1]]
     assert await store.scores.aggregate(run_id, "k") is None
