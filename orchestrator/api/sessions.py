@@ -90,26 +90,21 @@ class Sessions:
         self._clock = clock
         self.signin_ttl_s = signin_ttl_s
         self.session_ttl_s = session_ttl_s
-        self._used: dict[str, float] = {}  # nonces of links already traded here → when they expire
 
     def create_login_token(self) -> str:
         """A new sign-in token, valid once within `signin_ttl_s`."""
         return _signed(self._secret, "login", int(self._clock()), secrets.token_urlsafe(12))
 
-    async def exchange(self, token: str, spend: Spend | None = None) -> str | None:
+    async def exchange(self, token: str, spend: Spend) -> str | None:
         """A valid, unexpired, unused sign-in token → a signed session for the cookie; anything else → None.
-        `spend(nonce, expires_at)` spends the link in the store (False: spent already, by another API node
-        or by this one before a restart); without it, only this process remembers."""
+        `spend(nonce, expires_at)` spends the link in the store (False: spent already, by any API node,
+        before a restart or not)."""
         now = self._clock()
-        self._used = {n: exp for n, exp in self._used.items() if exp >= now}
         found = _verify(self._secret, "login", token) if token else None
         if found is None:
             return None
         issued, nonce = found
-        if not 0 <= now - issued <= self.signin_ttl_s or nonce in self._used:
-            return None
-        self._used[nonce] = issued + self.signin_ttl_s
-        if spend is not None and not await spend(nonce, issued + self.signin_ttl_s):
+        if not 0 <= now - issued <= self.signin_ttl_s or not await spend(nonce, issued + self.signin_ttl_s):
             return None
         return _signed(self._secret, "session", int(now), secrets.token_urlsafe(12))
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from orchestrator.api.sessions import Sessions
-from tests.api.test_support import assert_envelope, raw
+from tests.api.test_support import SpentLinks, assert_envelope, raw
 from tests.conftest import API_KEY, Api, AppFactory
 
 EVIL = "http://evil.example"
@@ -118,13 +118,14 @@ async def test_sign_in_links_are_made_by_key_holders_only_and_work_once(api: Api
 async def test_links_expire_and_sessions_expire() -> None:
     now = [1_000_000.0]
     s = Sessions("k", b"secret", clock=lambda: now[0], signin_ttl_s=600, session_ttl_s=3600)
+    spent = SpentLinks()
     stale, fresh = s.create_login_token(), None
     now[0] += 601
-    assert await s.exchange(stale) is None, "a link older than signin_ttl_s"
+    assert await s.exchange(stale, spent.spend) is None, "a link older than signin_ttl_s"
     fresh = s.create_login_token()
-    cookie = await s.exchange(fresh)
+    cookie = await s.exchange(fresh, spent.spend)
     assert cookie and s.key_for(cookie) == "k"
-    assert await s.exchange(fresh) is None, "a link works once"
+    assert await s.exchange(fresh, spent.spend) is None, "a link works once"
     now[0] += 3601
     assert s.key_for(cookie) is None, "a session older than session_ttl_h"
 

@@ -12,6 +12,7 @@ import pytest
 from orchestrator.api.sessions import SESSION_MAX_AGE_S, Sessions, secret_file, session_secret
 from orchestrator.cli.serve import _link_note
 from orchestrator.settings import Settings
+from tests.api.test_support import SpentLinks
 from tests.conftest import AppFactory
 
 
@@ -27,13 +28,14 @@ async def test_the_secret_is_kept_beside_the_database(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert session_secret(settings) == first, "read back, not made anew"
     a, b = Sessions("k1", first), Sessions("k1", session_secret(settings))  # two starts of the server
+    spent = SpentLinks()  # the store both starts share
     assert a.create_login_token() != a.create_login_token(), "every link is new"
-    assert await b.exchange(a.create_login_token()), "a link made before a restart works after it"
-    cookie = await a.exchange(a.create_login_token())
+    assert await b.exchange(a.create_login_token(), spent.spend), "a link made before a restart works after it"
+    cookie = await a.exchange(a.create_login_token(), spent.spend)
     assert cookie and b.key_for(cookie) == "k1", "an open tab stays signed in"
     path.unlink()  # rotating the secret signs everyone out and voids every link
     c = Sessions("k1", session_secret(settings))
-    assert c.key_for(cookie) is None and await c.exchange(a.create_login_token()) is None
+    assert c.key_for(cookie) is None and await c.exchange(a.create_login_token(), spent.spend) is None
 
 
 @pytest.mark.parametrize("db", ["postgresql://u:p@db.example:5432/orch", ":memory:"])
@@ -45,7 +47,7 @@ async def test_without_a_local_database_the_secret_derives_from_the_api_key(tmp_
     assert session_secret(node_a) == session_secret(node_b)
     assert session_secret(Settings(db=db, api_key="rotated")) != session_secret(node_a)
     cookie = await Sessions("shared", session_secret(node_a)).exchange(
-        Sessions("shared", session_secret(node_b)).create_login_token()
+        Sessions("shared", session_secret(node_b)).create_login_token(), SpentLinks().spend
     )
     assert cookie and Sessions("shared", session_secret(node_b)).key_for(cookie) == "shared"
     assert "the first API key changes" in _link_note(node_a)
@@ -55,13 +57,14 @@ async def test_without_a_local_database_the_secret_derives_from_the_api_key(tmp_
 async def test_forged_tampered_and_expired_cookies_are_refused() -> None:
     now = [1_000_000.0]
     s = Sessions("k", b"secret", clock=lambda: now[0])
-    cookie = await s.exchange(s.create_login_token())
+    spent = SpentLinks()
+    cookie = await s.exchange(s.create_login_token(), spent.spend)
     assert cookie and s.key_for(cookie) == "k"
     issued, nonce, mac = cookie.split(".")
     for bad in ("", "forged", f"{issued}.{nonce}.{mac[:-1]}x", f"{int(issued) + 1}.{nonce}.{mac}", f"{issued}.{nonce}"):
         assert s.key_for(bad) is None, bad
     assert Sessions("k", b"other").key_for(cookie) is None
-    assert await s.exchange("wrong") is None and await s.exchange("") is None
+    assert await s.exchange("wrong", spent.spend) is None and await s.exchange("", spent.spend) is None
     now[0] += SESSION_MAX_AGE_S + 1
     assert s.key_for(cookie) is None, "a cookie lasts 30 days"
 

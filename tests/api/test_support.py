@@ -134,3 +134,17 @@ def test_sdk_helper_rejects_what_the_sdk_rejects() -> None:
         sdk(WorkflowEvalRun, {"id": "x", "lifecycle": {"status": "failed"}})
     with pytest.raises(Exception, match="validation error"):
         sdk_page(WorkflowEvalRun, {"data": [], "list_metadata": {"after": None}})
+
+
+class SpentLinks:
+    """The store's `signins.spend` for Sessions tested without a store (the store's own is contract-tested):
+    a nonce spends once."""
+
+    def __init__(self) -> None:
+        self.nonces: set[str] = set()
+
+    async def spend(self, nonce: str, expires_at: float) -> bool:
+        if nonce in self.nonces:
+            return False
+        self.nonces.add(nonce)
+        return True
